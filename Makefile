@@ -1,0 +1,29 @@
+# Quick start: `make demo` and `make test`. Both create .venv on first use and install requirements.txt.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test test-fast lint layout clean-runs
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m common.demo
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+# everything but the smoke/copy-out runs of train.sh (the slow part)
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not smoke"
+
+layout:
+	$(PY) tests/test_layout.py .
+
+clean-runs:
+	rm -rf runs

@@ -1,0 +1,1 @@
+"""Metrics that must give identical numbers across methods, each tested against its reference tool."""

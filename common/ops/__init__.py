@@ -1,0 +1,1 @@
+"""Custom autograd ops, each with a plain-PyTorch reference, a float64 gradcheck and a parity test."""

@@ -1,0 +1,69 @@
+import json
+import re
+
+import pytest
+import torch
+import yaml
+
+from common.config import RunConfig
+from common.distributed import DistInfo
+from common.errors import ConfigError, NonFiniteLossError
+from common.rundir import Run, check_finite, default_out_dir, environment_report, get_logger, git_commit
+
+
+def test_default_out_dir_layout():
+    assert re.fullmatch(r"runs/simple_hgn/acm-\d{8}-\d{6}", default_out_dir("simple_hgn", "acm"))
+
+
+def test_git_commit_and_environment_report():
+    commit = git_commit()
+    assert commit == "unknown" or re.match(r"[0-9a-f]{40}", commit)
+    report = environment_report()
+    for key in ("git_commit:", "python:", f"torch: {torch.__version__}", "cuda (torch build):", "# packages"):
+        assert key in report
+    assert re.search(r"^torch==", report, re.M)
+
+
+def test_get_logger_writes_file_only_when_enabled(tmp_path):
+    log = get_logger("t1", tmp_path / "log.txt")
+    log.info("hello %d", 3)
+    assert "hello 3" in (tmp_path / "log.txt").read_text()
+    quiet = get_logger("t2", None, enabled=False)
+    quiet.info("nothing")  # no handler, no error
+
+
+def test_run_directory_contents(tmp_path):
+    cfg = RunConfig(out_dir=str(tmp_path / "run"), seed=3)
+    run = Run(cfg, "tiny")
+    run.scalars(0, **{"train/loss": 1.5})
+    run.write_metrics({"test_macro_f1": 0.9})
+    assert list(run.progress(range(3))) == [0, 1, 2]
+    run.close()
+    d = tmp_path / "run"
+    assert yaml.safe_load((d / "config.yaml").read_text())["seed"] == 3
+    assert "git_commit:" in (d / "env.txt").read_text()
+    assert json.loads((d / "metrics.json").read_text()) == {"test_macro_f1": 0.9}
+    assert list((d / "tb").iterdir()), "TensorBoard events written"
+    assert run.last_checkpoint == d / "checkpoints" / "last.pt" and (d / "checkpoints").is_dir()
+    with pytest.raises(ValueError, match="finite"):
+        run.write_metrics({"x": float("nan")})
+
+
+def test_run_default_dir_and_non_main_rank(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cfg = RunConfig()
+    cfg._config_name = "smoke"
+    run = Run(cfg, "tiny")
+    assert cfg.out_dir.startswith("runs/tiny/smoke-") and (tmp_path / cfg.out_dir / "config.yaml").exists()
+    other = Run(RunConfig(out_dir=str(tmp_path / "rank1")), "tiny", DistInfo(rank=1, world_size=2))
+    other.write_metrics({"a": 1.0})
+    assert not (tmp_path / "rank1").exists(), "only rank 0 writes"
+    with pytest.raises(ConfigError, match="--resume needs --out_dir"):
+        Run(RunConfig(resume=True), "tiny")
+
+
+def test_check_finite(tmp_path):
+    check_finite(torch.tensor(1.0), 0)
+    run = Run(RunConfig(out_dir=str(tmp_path)), "tiny")
+    with pytest.raises(NonFiniteLossError, match=r"loss is inf at step 4.*last good checkpoint"):
+        check_finite(torch.tensor(float("inf")), 4, run)
