@@ -127,10 +127,10 @@ class Run:
             self.writer.close()
 
 
-def check_finite(loss, step, run=None):
+def check_finite(loss, step, checkpoint=None):
     """Stop the run on a NaN/inf loss with a message naming the step and the intact last checkpoint."""
     value = float(loss.detach()) if torch.is_tensor(loss) else float(loss)
     if not math.isfinite(value):
-        where = f"; the last good checkpoint {run.last_checkpoint} was left as it was" if run else ""
+        where = f"; the last good checkpoint {checkpoint} was left as it was" if checkpoint else ""
         raise NonFiniteLossError(f"loss is {value} at step {step}{where}. Lower the learning rate, check the "
                                  f"data, or turn off --amp")

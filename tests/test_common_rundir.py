@@ -64,6 +64,7 @@ def test_run_default_dir_and_non_main_rank(tmp_path, monkeypatch):
 
 def test_check_finite(tmp_path):
     check_finite(torch.tensor(1.0), 0)
-    run = Run(RunConfig(out_dir=str(tmp_path)), "tiny")
-    with pytest.raises(NonFiniteLossError, match=r"loss is inf at step 4.*last good checkpoint"):
-        check_finite(torch.tensor(float("inf")), 4, run)
+    with pytest.raises(NonFiniteLossError, match=r"loss is inf at step 4.*last good checkpoint /x/last.pt"):
+        check_finite(torch.tensor(float("inf")), 4, "/x/last.pt")
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
+        check_finite(float("nan"), 0)

@@ -58,7 +58,7 @@ def main(argv=None):
             loss = nn.functional.mse_loss(ddp_model(x.to(device)), y.to(device))
             if step == cfg.nan_at_step:
                 loss = loss * float("nan")
-            check_finite(loss, step, run)
+            check_finite(loss, step, run.last_checkpoint)
             opt.zero_grad()
             loss.backward()
             opt.step()
