@@ -154,7 +154,7 @@ def parse_config(schema, argv=None, config_dir=None, description=None):
         elif base in (list, tuple):
             kw.update(nargs="+")
         parser.add_argument(f"--{f.name}", **kw)
-    args, unknown = parser.parse_known_args(argv)
+    args, unknown = parser.parse_known_args(None if argv is None else [str(a) for a in argv])
     if unknown:
         raise ConfigError(f"unknown argument(s) {' '.join(unknown)}; valid flags: --config, "
                           + ", ".join(f"--{f.name}" for f in dataclasses.fields(schema)))
