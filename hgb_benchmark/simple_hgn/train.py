@@ -22,6 +22,7 @@ from common.config import RunConfig, config_to_dict, option, parse_config
 from common.data.hgb import FEATURE_MODES, write_lp_submission, write_nc_submission
 from common.distributed import barrier, cleanup_distributed, init_distributed
 from common.errors import exit_on_user_error
+from common.plot import line_plot
 from common.rundir import Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
 
@@ -112,9 +113,12 @@ class Repeat:
         self.dir = run.ckpt_dir / f"repeat{r}"
         self.last, self.best, self.result = self.dir / "last.pt", self.dir / "best.pt", self.dir / "result.json"
 
+        self.history = {"train": [], "val": []}  # (step, loss) pairs, for the curves picture
+
     def state(self, model, opt=None, stopper=None, epoch=0, step=0):
         return training_state(model, opt, step=step, epoch=epoch, config=config_to_dict(self.cfg), repeat=self.r,
-                              data_dir=self.data_dir, early_stopping=stopper.state_dict() if stopper else None)
+                              data_dir=self.data_dir, early_stopping=stopper.state_dict() if stopper else None,
+                              history=self.history)
 
     def resume(self, model, opt, stopper):
         """(epoch, step) to continue from: (0, 0) for a fresh start."""
@@ -123,8 +127,21 @@ class Repeat:
         ckpt = load_checkpoint(self.last)
         step, epoch = restore_training_state(ckpt, model, opt)
         stopper.load_state_dict(ckpt["early_stopping"])
+        self.history = ckpt["history"]
         self.run.log.info("repeat %d: resumed from %s at epoch %d", self.r, self.last, epoch)
         return epoch, step
+
+    def record(self, step, train_loss, val_loss):
+        self.history["train"].append((step, train_loss))
+        self.history["val"].append((step, val_loss))
+        self.run.scalars(step, **{f"repeat{self.r}/train_loss": train_loss, f"repeat{self.r}/val_loss": val_loss})
+
+    def plot(self, xlabel):
+        """curves_repeat<r>.png: training and validation loss (what early stopping watched)."""
+        if self.run.is_main and self.history["train"]:
+            series = {f"{k} loss": tuple(zip(*v)) for k, v in self.history.items()}
+            line_plot(self.run.dir / f"curves_repeat{self.r}.png", series, xlabel=xlabel, ylabel="loss",
+                      title=f"{self.cfg.model} on {self.cfg.dataset}, repeat {self.r}")
 
     def load_best(self, model):
         model.load_state_dict(load_checkpoint(self.best)["model"])
@@ -159,10 +176,11 @@ def train_nc(cfg, run, rep, data, device):
                                data.multi_label).item()
         if stopper.step(val_loss):
             save_checkpoint(rep.best, rep.state(model, epoch=epoch + 1))
-        run.scalars(epoch, **{f"repeat{rep.r}/train_loss": loss.item(), f"repeat{rep.r}/val_loss": val_loss})
+        rep.record(epoch, loss.item(), val_loss)
         bar.set_postfix(train=f"{loss.item():.4f}", val=f"{val_loss:.4f}")
         if (epoch + 1) % cfg.ckpt_every == 0 or stopper.stop or epoch + 1 == cfg.epochs:
             save_checkpoint(rep.last, rep.state(model, opt, stopper, epoch=epoch + 1, step=epoch + 1))
+    rep.plot("epoch")
     rep.load_best(model)
     metrics, pred = nc_test(model, inputs, splits, data, device, cfg.amp)
     write_nc_submission(run.dir / "submission" / f"{data.name}_{rep.r + 1}.txt", data.test_nodes,
@@ -209,11 +227,12 @@ def train_lp(cfg, run, rep, data, device):
                     val_loss = F.binary_cross_entropy(torch.sigmoid(vlogits), vlab).item()
                 if stopper.step(val_loss):
                     save_checkpoint(rep.best, rep.state(model, epoch=epoch + 1, step=step))
-                run.scalars(step, **{f"repeat{rep.r}/train_loss": loss.item(), f"repeat{rep.r}/val_loss": val_loss})
+                rep.record(step, loss.item(), val_loss)
                 if stopper.stop:
                     break
         if (epoch + 1) % cfg.ckpt_every == 0 or stopper.stop or epoch + 1 == cfg.epochs:
             save_checkpoint(rep.last, rep.state(model, opt, stopper, epoch=epoch + 1, step=step))
+    rep.plot("step")
     rep.load_best(model)
     metrics, scored = lp_test(model, inputs, data, rels, device, cfg.amp)
     heads, tails, r, scores = scored
