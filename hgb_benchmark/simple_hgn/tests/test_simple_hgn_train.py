@@ -124,3 +124,21 @@ def test_generated_smoke_data_is_read_by_the_real_reader(tmp_path):
     from simple_hgn.data import dataset_dir
     folder = dataset_dir(cfg)
     assert (folder / "node.dat").exists() and load_hgb(folder).num_classes == 3
+
+
+@pytest.mark.realdata
+def test_real_acm_trains_through_the_acm_config(tmp_path):
+    """A few epochs of configs/acm.yaml on the real HGB ACM files: the whole pipeline on real data."""
+    import zipfile
+    root = Path(os.environ["REAL_DATA_ROOT"]) if os.environ.get("REAL_DATA_ROOT") else \
+        HERE.parents[2] / "shared" / "data"
+    archive = root / "hgb" / "ACM.zip"
+    if not archive.is_file():
+        pytest.skip(f"real HGB data not found at {archive}")
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(tmp_path / "data" / "ACM")
+    train_mod.main(["--config", "configs/acm.yaml", "--data_root", tmp_path / "data", "--out_dir", tmp_path / "run",
+                    "--repeat", "1", "--epochs", "3", "--progress", "false"])
+    m = metrics(tmp_path / "run")
+    assert 0 < m["test_macro_f1"] <= 1 and 0 < m["test_micro_f1"] <= 1
+    assert len((tmp_path / "run" / "submission" / "ACM_1.txt").read_text().splitlines()) == 2118
