@@ -128,3 +128,13 @@ def test_lp_scores_per_relation_means_over_relations():
     assert out["per_relation"][1] == {"roc_auc": 0.75, "mrr": 1.0}
     assert out["roc_auc"] == pytest.approx(0.75)
     assert out["mrr"] == pytest.approx(0.875)
+
+
+def test_mean_std_over_runs():
+    from common.metrics.summary import mean_std
+
+    out = mean_std([{"f1": 0.9, "auc": 0.5}, {"f1": 0.7, "auc": 0.7}], count_key="seeds")
+    assert out == pytest.approx({"f1": 0.8, "f1_std": 0.1, "auc": 0.6, "auc_std": 0.1, "seeds": 2})
+    assert mean_std([{"f1": 0.9}]) == {"f1": 0.9, "repeats": 1}  # no std key for one run
+    with pytest.raises(ValueError):
+        mean_std([])

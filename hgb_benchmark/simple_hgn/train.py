@@ -22,6 +22,7 @@ from common.config import RunConfig, config_to_dict, option, parse_config
 from common.data.hgb import FEATURE_MODES, write_lp_submission, write_nc_submission
 from common.distributed import barrier, cleanup_distributed, init_distributed
 from common.errors import exit_on_user_error
+from common.metrics.summary import mean_std
 from common.plot import line_plot
 from common.rundir import Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
@@ -240,18 +241,6 @@ def train_lp(cfg, run, rep, data, device):
     return {**metrics, "best_val_loss": stopper.best}
 
 
-def summarise(results):
-    """Mean of each metric over repeats, plus `<key>_std` (np.std, population) when there are several."""
-    out = {}
-    for key in results[0]:
-        values = np.array([r[key] for r in results], dtype=np.float64)
-        out[key] = float(values.mean())
-        if len(values) > 1:
-            out[f"{key}_std"] = float(values.std())
-    out["repeats"] = len(results)
-    return out
-
-
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(HGBConfig, argv, config_dir=HERE, description=__doc__)
@@ -274,7 +263,7 @@ def main(argv=None):
     if run.is_main:
         results = [json.loads(Repeat(run, r, cfg, "").result.read_text()) for r in range(cfg.repeat)]
         shutil.copyfile(Repeat(run, 0, cfg, "").best, run.ckpt_dir / "best.pt")  # for eval.sh
-        run.write_metrics(summarise(results))
+        run.write_metrics(mean_std(results, count_key="repeats"))
     run.close()
     cleanup_distributed()
 
