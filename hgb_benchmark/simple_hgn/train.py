@@ -128,7 +128,7 @@ class Repeat:
         ckpt = load_checkpoint(self.last)
         step, epoch = restore_training_state(ckpt, model, opt)
         stopper.load_state_dict(ckpt["early_stopping"])
-        self.history = ckpt["history"]
+        self.history = ckpt.get("history", self.history)  # absent in checkpoints of older runs
         self.run.log.info("repeat %d: resumed from %s at epoch %d", self.r, self.last, epoch)
         return epoch, step
 
