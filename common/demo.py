@@ -74,9 +74,9 @@ def main(root=REPO):
                 continue
             rows += [(name, k, f"{v:.4f}", f"{r['seconds']:.1f}") for k, v in sorted(r["metrics"].items())]
     header = ("method", "metric", "value", "seconds")
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     for row in [header, tuple("-" * w for w in widths), *rows]:
-        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths)))
+        print("  ".join(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
     if failed:
         print(f"{len(failed)} method(s) failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

@@ -78,7 +78,8 @@ class Run:
         dist: this process's DistInfo (rank 0 writes, the others stay silent).
     """
 
-    def __init__(self, cfg, method, dist=DistInfo()):
+    def __init__(self, cfg, method, dist=None):
+        dist = dist or DistInfo()
         self.cfg, self.dist = cfg, dist
         if not cfg.out_dir:
             if cfg.resume:

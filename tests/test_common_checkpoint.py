@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from common import checkpoint as ck
-from common.checkpoint import (capture_rng_state, load_checkpoint, restore_rng_state, restore_training_state,
-                               save_checkpoint, training_state)
+from common.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    restore_training_state,
+    save_checkpoint,
+    training_state,
+)
 from common.errors import DataError
 
 
@@ -35,8 +41,8 @@ def test_training_state_round_trip(tmp_path):
     ckpt = load_checkpoint(tmp_path / "last.pt")
     assert restore_training_state(ckpt, m2, o2, s2, e2) == (7, 2)
     assert ckpt["config"] == {"a": 1} and ckpt["best_val"] == 0.5
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), m2.state_dict().values()))
-    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), e2.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), m2.state_dict().values(), strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), e2.state_dict().values(), strict=True))
     assert o2.state_dict()["state"][0]["step"] == opt.state_dict()["state"][0]["step"]
     assert s2.get_last_lr() == sched.get_last_lr()
 

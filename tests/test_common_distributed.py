@@ -6,12 +6,19 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 from common.checkpoint import load_checkpoint
-from common.distributed import (DistInfo, all_reduce_mean, barrier, broadcast_object, cleanup_distributed,
-                                distributed_sampler, init_distributed, wrap_ddp)
+from common.distributed import (
+    DistInfo,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    cleanup_distributed,
+    distributed_sampler,
+    init_distributed,
+    wrap_ddp,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = str(REPO / "tests" / "tiny_train.py")

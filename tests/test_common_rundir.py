@@ -53,7 +53,7 @@ def test_run_default_dir_and_non_main_rank(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = RunConfig()
     cfg._config_name = "smoke"
-    run = Run(cfg, "tiny")
+    Run(cfg, "tiny")
     assert cfg.out_dir.startswith("runs/tiny/smoke-") and (tmp_path / cfg.out_dir / "config.yaml").exists()
     other = Run(RunConfig(out_dir=str(tmp_path / "rank1")), "tiny", DistInfo(rank=1, world_size=2))
     other.write_metrics({"a": 1.0})

@@ -75,7 +75,8 @@ def check(root):
     root = Path(root).resolve()
     problems = [f"missing top-level file: {f}" for f in TOP_LEVEL if not (root / f).exists()]
     problems += [f"missing top-level folder: {d}/" for d in (*AREAS, "common", "tests") if not (root / d).is_dir()]
-    problems += [f"{a}/README.md missing" for a in AREAS if (root / a).is_dir() and not (root / a / "README.md").exists()]
+    problems += [f"{a}/README.md missing" for a in AREAS
+                 if (root / a).is_dir() and not (root / a / "README.md").exists()]
     methods, dup = find_methods(root)
     problems += dup
     root_reqs = requirement_names(root / "requirements.txt")

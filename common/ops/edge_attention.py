@@ -267,7 +267,7 @@ def _sddmm_chunked(index, grad_out, z):
     return out
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _sparse_supported(device, dtype):
     """Whether CSR SpMM and sampled_addmm work (and agree with a dense product) on this device/dtype."""
     try:

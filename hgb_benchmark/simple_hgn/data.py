@@ -6,8 +6,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.data.hgb import (OneHot, build_features, build_homogeneous_graph, input_dims, load_hgb,
-                             split_lp_train_valid, split_train_val, write_synthetic_hgb)
+from common.data.hgb import (
+    OneHot,
+    build_features,
+    build_homogeneous_graph,
+    input_dims,
+    load_hgb,
+    split_lp_train_valid,
+    split_train_val,
+    write_synthetic_hgb,
+)
 
 from .model import Graph
 
@@ -49,7 +57,7 @@ def model_inputs(data, cfg, device, links=None):
     src, dst, etype, num_etypes = build_homogeneous_graph(data, symmetric=cfg.graph == "symmetric", links=links)
     graph = Graph.from_edges(src, dst, etype, data.num_nodes).to(device)
     one_hot = [isinstance(f, OneHot) for f in feats]
-    tensors = [None if oh else f.to(device) for f, oh in zip(feats, one_hot)]
+    tensors = [None if oh else f.to(device) for f, oh in zip(feats, one_hot, strict=True)]
     return Inputs(data, tensors, input_dims(feats), one_hot, graph, num_etypes)
 
 

@@ -80,7 +80,7 @@ def lp_test(model, inputs, data, relations, device, amp=False):
             cand = official_candidates(data, r) if name == "" else None
             heads, tails, labels = cand if cand is not None else sampler(data, r, seed=1)
             for k, v in zip(("rel", "head", "tail", "label", "score"),
-                            (np.full(len(heads), r), heads, tails, labels, score(heads, tails, r))):
+                            (np.full(len(heads), r), heads, tails, labels, score(heads, tails, r)), strict=True):
                 cols[k].append(v)
         cols = {k: np.concatenate(v) for k, v in cols.items()}
         res = lp_scores_per_relation(cols["rel"], cols["head"], cols["label"], cols["score"])

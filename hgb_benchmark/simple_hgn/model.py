@@ -58,7 +58,7 @@ class TypeProjection(nn.Module):
     def forward(self, features):
         """features: per node type a float tensor (N_t, F_t), or None for a one-hot type -> (N, hidden)."""
         out = []
-        for fc, is_one_hot, x in zip(self.fcs, self.one_hot, features):
+        for fc, is_one_hot, x in zip(self.fcs, self.one_hot, features, strict=True):
             out.append(fc.weight.t() + fc.bias if is_one_hot else fc(x))
         return torch.cat(out, 0)
 

@@ -140,7 +140,7 @@ class Repeat:
     def plot(self, xlabel):
         """curves_repeat<r>.png: training and validation loss (what early stopping watched)."""
         if self.run.is_main and self.history["train"]:
-            series = {f"{k} loss": tuple(zip(*v)) for k, v in self.history.items()}
+            series = {f"{k} loss": tuple(zip(*v, strict=True)) for k, v in self.history.items()}
             line_plot(self.run.dir / f"curves_repeat{self.r}.png", series, xlabel=xlabel, ylabel="loss",
                       title=f"{self.cfg.model} on {self.cfg.dataset}, repeat {self.r}")
 

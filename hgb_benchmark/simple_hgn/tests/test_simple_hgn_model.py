@@ -2,9 +2,18 @@
 import pytest
 import torch
 import torch.nn.functional as F
-
-from simple_hgn.model import (GCN, Bilinear, Dot, Graph, GraphConv, SimpleHGN, SimpleHGNConv, SimpleHGNLinkPredictor,
-                              TypeProjection, build_model)
+from simple_hgn.model import (
+    GCN,
+    Bilinear,
+    Dot,
+    Graph,
+    GraphConv,
+    SimpleHGN,
+    SimpleHGNConv,
+    SimpleHGNLinkPredictor,
+    TypeProjection,
+    build_model,
+)
 
 
 def random_graph(n=7, num_etypes=3, seed=0):

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from common.data.hgb import load_hgb, write_synthetic_hgb
 from simple_hgn import eval as eval_mod
 from simple_hgn import train as train_mod
+
+from common.data.hgb import load_hgb, write_synthetic_hgb
 
 HERE = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHON": sys.executable}
