@@ -142,3 +142,15 @@ def test_real_acm_trains_through_the_acm_config(tmp_path):
     m = metrics(tmp_path / "run")
     assert 0 < m["test_macro_f1"] <= 1 and 0 < m["test_micro_f1"] <= 1
     assert len((tmp_path / "run" / "submission" / "ACM_1.txt").read_text().splitlines()) == 2118
+
+
+def test_torchrun_shares_repeats_over_ranks(tmp_path):
+    """NPROC=2: gloo on CPU, repeat 0 on rank 0 and repeat 1 on rank 1, rank 0 summarises both."""
+    proc = subprocess.run(["bash", str(HERE / "train.sh"), "--config", "configs/smoke.yaml", "--out_dir",
+                           tmp_path / "run", "--repeat", "2", "--epochs", "10", "--progress", "false"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**ENV, "NPROC": "2", "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert metrics(tmp_path / "run")["repeats"] == 2
+    for r in (0, 1):
+        assert (tmp_path / "run" / "checkpoints" / f"repeat{r}" / "result.json").exists()
