@@ -39,6 +39,8 @@ def _legend(img, names, x, y):
 
 
 def _range(values):
+    values = np.asarray(values, float)
+    values = values[np.isfinite(values)] if np.isfinite(values).any() else np.zeros(1)
     lo, hi = float(np.min(values)), float(np.max(values))
     pad = 0.05 * (hi - lo) if hi > lo else 0.5
     return lo - pad, hi + pad
@@ -71,7 +73,7 @@ def line_plot(path, series, title="", xlabel="", ylabel="", size=(720, 420)):
 
 def bar_plot(path, categories, groups, title="", ylabel="", size=(720, 420)):
     """Write a PNG of grouped bars: one group of bars per category, one bar colour per entry of `groups`
-    ({name: values aligned with categories}); a zero line is drawn when values change sign."""
+    ({name: values aligned with categories}); a zero line is drawn, non-finite values draw no bar."""
     width, height = size
     img = _canvas(width, height, title)
     box = (60, 40, width - 170, height - 45)
@@ -87,6 +89,8 @@ def bar_plot(path, categories, groups, title="", ylabel="", size=(720, 420)):
     cv2.line(img, (box[0], zero), (box[2], zero), (0, 0, 0), 1)
     for gi, row in enumerate(values):
         for j, v in enumerate(row):
+            if not np.isfinite(v):
+                continue
             left = int(box[0] + slot * j + slot * 0.1 + bar * gi)
             cv2.rectangle(img, (left, min(zero, to_py(v))), (int(left + bar) - 1, max(zero, to_py(v))),
                           COLOURS[gi % len(COLOURS)], -1)
