@@ -68,7 +68,7 @@ def write_synthetic_image_folder(root, num_classes=3, per_class=(4, 2), size=40,
 
     rng = np.random.default_rng(seed)
     colours = rng.uniform(30, 225, size=(num_classes, 3))
-    for split, n in zip(("train", "val"), per_class):
+    for split, n in zip(("train", "val"), per_class, strict=True):
         for c in range(num_classes):
             d = Path(root) / split / f"n{c:08d}"
             d.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ CIFAR_MODELS = {**{f.__name__: f for f in (resnet8, resnet14, resnet20, resnet32
 IMAGENET_MODELS = {"tv_resnet18": resnet18, "tv_resnet34": resnet34, "tv_resnet50": resnet50}
 MODELS = {**CIFAR_MODELS, **IMAGENET_MODELS}
 # mdistiller / RepDistiller names of the same networks (their checkpoints' folder names use these)
-ALIASES = {"ResNet50": "resnet50", "MobileNetV2": "mobilenetv2", "ShuffleV1": "shufflenetv1", "ShuffleV2": "shufflenetv2",
+ALIASES = {"ResNet50": "resnet50", "MobileNetV2": "mobilenetv2", "ShuffleV1": "shufflenetv1",
+           "ShuffleV2": "shufflenetv2",
            "vgg8_bn": "vgg8", "vgg13_bn": "vgg13"}
 
 

@@ -45,7 +45,7 @@ class CifarResNet(nn.Module):
         self.bn1 = nn.BatchNorm2d(widths[0])
         in_planes = widths[0]
         stages = []
-        for planes, stride in zip(widths[1:], (1, 2, 2)):
+        for planes, stride in zip(widths[1:], (1, 2, 2), strict=True):
             blocks = [BasicBlock(in_planes, planes, stride)] + [BasicBlock(planes, planes) for _ in range(n - 1)]
             stages.append(nn.Sequential(*blocks))
             in_planes = planes

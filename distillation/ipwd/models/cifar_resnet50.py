@@ -37,7 +37,7 @@ class CifarResNet50(nn.Module):
         self.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(64)
         in_planes, stages = 64, []
-        for planes, n, stride in zip((64, 128, 256, 512), blocks, (1, 2, 2, 2)):
+        for planes, n, stride in zip((64, 128, 256, 512), blocks, (1, 2, 2, 2), strict=True):
             layers = []
             for i in range(n):
                 layers.append(Bottleneck(in_planes, planes, stride if i == 0 else 1))

@@ -47,7 +47,7 @@ class ShuffleNetV1(nn.Module):
         self.bn1 = nn.BatchNorm2d(24)
         cin = 24
         stages = []
-        for width, n in zip(widths, blocks):
+        for width, n in zip(widths, blocks, strict=True):
             # the first block concatenates its pooled input, so its branch produces width - cin channels
             layers = [ShuffleV1Block(cin, width - cin, 2, groups)]
             layers += [ShuffleV1Block(width, width, 1, groups) for _ in range(n - 1)]
@@ -121,7 +121,7 @@ class ShuffleNetV2(nn.Module):
         self.bn1 = nn.BatchNorm2d(24)
         cin = 24
         stages = []
-        for width, n in zip(widths, blocks):
+        for width, n in zip(widths, blocks, strict=True):
             stages.append(nn.Sequential(ShuffleV2Down(cin, width), *[ShuffleV2Block(width) for _ in range(n)]))
             cin = width
         self.layer1, self.layer2, self.layer3 = stages

@@ -99,7 +99,7 @@ def test_ipwd_loss_equals_hand_computed_value():
 
     def kl(t, s):
         pt, ps = softmax2(t[0] / tau, t[1] / tau), softmax2(s[0] / tau, s[1] / tau)
-        return tau ** 2 * sum(a * math.log(a / b) for a, b in zip(pt, ps))
+        return tau ** 2 * sum(a * math.log(a / b) for a, b in zip(pt, ps, strict=True))
 
     w = [2.0, 1 + math.exp(2)]
     ce = (-math.log(softmax2(2, 0)[0]) - math.log(softmax2(0, 3)[0])) / 2
