@@ -1,0 +1,400 @@
+"""Virtual try-on data: VITON (DAFlow and CP-VTON+ layouts), VITON-HD, pair lists, the agnostic person image.
+
+Layouts read here (one `TryOnDataset`, chosen by ``layout``):
+
+* ``daflow`` (OFA-Sys/DAFlow ``data/VITON``)::
+
+      <root>/train.txt              person names, cloth = name with _0 -> _1
+      <root>/test_pairs.txt         PAIRED "person cloth" lines (the person's own garment)
+      <root>/test_unpairs.txt       UNPAIRED lines (= CP-VTON+'s test_pairs.txt)
+      <root>/VITON_{train,test}/{clothes, {train,test}_img, img_agnostic, vis_pose/<stem>_keypoints.jpg}
+
+* ``cpvton`` (CP-VTON+ ``viton_plus``)::
+
+      <root>/test_pairs.txt         UNPAIRED lines;  <root>/test_pairs_same.txt  PAIRED lines
+      <root>/{train,test}/{image, cloth, cloth-mask, image-parse-new (LIP label ids),
+                            pose/<stem>_keypoints.json (COCO-18)}
+
+* ``viton_hd`` (shadow2496/VITON-HD ``zalando-hd-resized``)::
+
+      <root>/{train,test}_pairs.txt  "person cloth" lines, UNPAIRED for test (paired = person's own name)
+      <root>/{train,test}/{image, cloth, cloth-mask, image-parse-v3 (palette PNG, LIP ids),
+                            openpose_json/<stem>_keypoints.json (BODY_25), openpose_img, agnostic-v3.2}
+
+* ``dresscode`` (aimagelab DressCode; ``root`` = one category folder, e.g. ``DressCode/upper_body``)::
+
+      <root>/train_pairs.txt, test_pairs_paired.txt, test_pairs_unpaired.txt
+      <root>/images/<id>_0.jpg (person), <id>_1.jpg (garment); label_maps/<id>_4.png (DressCode's 18 labels);
+      keypoints/<id>_2.json ({"keypoints": [[x, y, c, id] * 18]} in 384x512 pixels); skeletons/<id>_5.jpg
+
+  Label maps are mapped to LIP ids (`DRESSCODE_TO_LIP`) so the same agnostic builder applies; that builder
+  is DAFlow's upper-body recipe, right for ``upper_body`` only.
+
+Naming inversion: DAFlow's ``test_pairs.txt`` is paired, CP-VTON+'s ``test_pairs.txt`` is unpaired (its paired file
+is ``test_pairs_same.txt``) and VITON-HD's is unpaired; `pair_list_path` resolves (layout, mode) to the right file.
+
+For ``cpvton`` and ``viton_hd`` the agnostic image and the skeleton are built on the fly from parse + keypoints
+(`agnostic_person`, `common.data.openpose.render_skeleton`), exactly as DAFlow's offline scripts build the
+``daflow`` layout's files. Samples are dicts of float tensors in [-1, 1] (ToTensor + Normalize(0.5, 0.5)).
+"""
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageDraw
+
+from ..errors import DataError
+from .openpose import body25_to_coco18, coco18_to_body25, read_openpose_json, render_skeleton, write_openpose_json
+
+__all__ = ["LAYOUTS", "LIP_LABELS", "DRESSCODE_TO_LIP", "read_dresscode_keypoints", "read_rgb", "read_label_map",
+           "image_to_tensor", "read_pairs", "pair_list_path", "agnostic_person", "TryOnDataset",
+           "write_synthetic_tryon"]
+
+LAYOUTS = ("daflow", "cpvton", "viton_hd", "dresscode")
+LIP_LABELS = ("background", "hat", "hair", "glove", "sunglasses", "upper_clothes", "dress", "coat", "socks",
+              "pants", "jumpsuits", "scarf", "skirt", "face", "left_arm", "right_arm", "left_leg", "right_leg",
+              "left_shoe", "right_shoe")
+_UPPER, _HEAD, _LOWER = (5, 6, 7), (2, 4, 13), (9, 12, 16, 17, 18, 19)
+# DressCode label ids (data/labelmap.py of aimagelab/dress-code) -> LIP ids; belt and bag have no LIP class
+# (-> background, 0).
+DRESSCODE_TO_LIP = np.array([0, 1, 2, 4, 5, 12, 9, 6, 0, 18, 19, 13, 16, 17, 14, 15, 0, 11], dtype=np.uint8)
+_DRESSCODE_KEYPOINT_SPACE = (384, 512)  # (W, H) of the keypoint coordinates, whatever the image size
+
+# (layout, mode) -> list file name, relative to the layout root.
+_PAIR_FILES = {("daflow", "paired"): "test_pairs.txt", ("daflow", "unpaired"): "test_unpairs.txt",
+               ("cpvton", "paired"): "test_pairs_same.txt", ("cpvton", "unpaired"): "test_pairs.txt",
+               ("viton_hd", "paired"): "test_pairs.txt", ("viton_hd", "unpaired"): "test_pairs.txt",
+               ("dresscode", "paired"): "test_pairs_paired.txt", ("dresscode", "unpaired"): "test_pairs_unpaired.txt"}
+
+
+def read_pairs(path, single_column_cloth=("_0", "_1")):
+    """Read a pair list -> list of (person, cloth) file names.
+
+    Lines are "person cloth" (whitespace separated; a missing final newline and blank lines are fine). A
+    one-column line (DAFlow's train.txt) pairs the person with its own garment, named by replacing
+    single_column_cloth[0] with single_column_cloth[1] in the stem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(path, "pair list not found", hint="see the layouts in common/data/tryon.py")
+    pairs = []
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        cols = line.split()
+        if not cols:
+            continue
+        if len(cols) == 1:
+            stem, ext = cols[0].rsplit(".", 1)
+            a, b = single_column_cloth
+            cols.append((stem[: -len(a)] + b if stem.endswith(a) else stem) + "." + ext)
+        if len(cols) != 2:
+            raise DataError(path, f"'person cloth' per line, found {len(cols)} columns", line=lineno)
+        pairs.append((cols[0], cols[1]))
+    return pairs
+
+
+def pair_list_path(root, layout, mode):
+    """The test list of `layout` for mode "paired" / "unpaired", with the repos' naming inversion resolved."""
+    if (layout, mode) not in _PAIR_FILES:
+        raise ValueError(f"layout must be one of {LAYOUTS} and mode paired/unpaired, got {layout!r}, {mode!r}")
+    return Path(root) / _PAIR_FILES[(layout, mode)]
+
+
+def read_dresscode_keypoints(path):
+    """DressCode ``keypoints/<id>_2.json`` -> (18, 3) COCO-18 (x, y, c) in the file's 384x512 pixel space.
+
+    Rows are [x, y, score, joint id]; a joint counts as present when x > 1 and y > 1 (the dataset's own test
+    in its loader), confidence 1 then, else (0, 0, 0).
+    """
+    import json
+    path = Path(path)
+    try:
+        rows = np.asarray(json.loads(path.read_text())["keypoints"], dtype=np.float32).reshape(-1, 4)
+    except FileNotFoundError:
+        raise DataError(path, "DressCode keypoint JSON not found") from None
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(path, f"a 'keypoints' list of 18 [x, y, score, id] rows ({type(e).__name__}: {e})") from None
+    if rows.shape[0] != 18:
+        raise DataError(path, f"18 keypoints, found {rows.shape[0]}")
+    present = (rows[:, 0] > 1) & (rows[:, 1] > 1)
+    out = np.zeros((18, 3), np.float32)
+    out[present, :2] = rows[present, :2]
+    out[present, 2] = 1.0
+    return out
+
+
+def agnostic_person(image, parse, keypoints, radius=None):
+    """Cloth-agnostic person image of DAFlow's ``get_img_agnostic.py`` (COCO-18 variant), as uint8 (H, W, 3).
+
+    image (H, W, 3) uint8 RGB; parse (H, W) LIP label ids (CP-VTON+ ``image-parse-new``); keypoints (18, 3)
+    COCO-18 or (25, 3) BODY_25 in pixels. radius defaults to 10 * W / 192 (r = 10 at 256x192).
+    Steps (the official script's order): zero the upper-clothes labels {5, 6, 7}; rescale the hips so their
+    width equals the shoulders'; draw in black the shoulder line (width 7r), shoulder ellipses
+    (x-4r..x+5r, y+-4r, asymmetric as in the code), upper/lower arm lines (10r) with elbow discs (4r), hip ellipses
+    (3r x 6r), side lines (6r), hip line (12r), the torso polygon (2, 5, 11, 8) and a neck square (+-4r);
+    then paste the original pixels back on head {2, 4, 13} and lower body {9, 12, 16..19}. The official
+    code also computes a hand paste-back, but with its window r=0 the mask it subtracts is the whole hand
+    mask, so nothing is pasted: reproduced here by not pasting the arms.
+    """
+    image = np.asarray(image)
+    parse = np.asarray(parse)
+    kps = np.asarray(keypoints, dtype=np.float64)
+    if kps.shape[0] == 25:
+        kps = body25_to_coco18(kps)
+    pts = kps[:, :2].copy()
+    h, w = parse.shape
+    r = radius if radius is not None else 10.0 * w / 192.0
+    img = image.copy()
+    img[np.isin(parse, _UPPER)] = 0
+    agnostic = Image.fromarray(img)
+    draw = ImageDraw.Draw(agnostic)
+
+    def missing(i):
+        return pts[i][0] < 1 and pts[i][1] < 1
+
+    length_a = np.linalg.norm(pts[5] - pts[2] + 1e-8)
+    length_b = np.linalg.norm(pts[11] - pts[8] + 1e-8)
+    mid = (pts[8] + pts[11]) / 2
+    pts[8] = mid + (pts[8] - mid) / length_b * length_a
+    pts[11] = mid + (pts[11] - mid) / length_b * length_a
+    t = [tuple(p) for p in pts]
+    draw.line([t[2], t[5]], "black", width=int(r * 7))
+    for i in (2, 5):
+        x, y = pts[i]
+        draw.ellipse((x - r * 4, y - r * 4, x + r * 5, y + r * 4), "black", "black")
+    for i in (3, 4, 6, 7):
+        if (pts[i - 1] == 0).all() or (pts[i] == 0).all():
+            continue
+        draw.line([t[i - 1], t[i]], "black", width=int(r * 10))
+        if i in (3, 6):
+            x, y = pts[i]
+            draw.ellipse((x - r * 4, y - r * 4, x + r * 4, y + r * 4), "black", "black")
+    for i in (8, 11):
+        if not missing(i):
+            x, y = pts[i]
+            draw.ellipse((x - r * 3, y - r * 6, x + r * 3, y + r * 6), "black", "black")
+    for idx, width in (((2, 8), 6), ((5, 11), 6), ((8, 11), 12)):
+        line = [t[i] for i in idx if not missing(i)]
+        if len(line) > 1:
+            draw.line(line, "black", width=int(r * width))
+    poly = [t[i] for i in (2, 5, 11, 8) if not missing(i)]
+    if len(poly) > 2:
+        draw.polygon(poly, "black", "black")
+    x, y = pts[1]
+    draw.rectangle((x - r * 4, y - r * 4, x + r * 4, y + r * 4), "black", "black")
+    out = np.array(agnostic)
+    keep = np.isin(parse, _HEAD + _LOWER)
+    out[keep] = image[keep]
+    return out
+
+
+def read_rgb(path, size):
+    """RGB uint8 (H, W, 3) of an image file, bicubic-resized to size = (H, W) unless None."""
+    if not Path(path).is_file():
+        raise DataError(path, "image not found")
+    img = Image.open(path).convert("RGB")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.BICUBIC)
+    return np.array(img)
+
+
+def read_label_map(path, size):
+    """Label ids (H, W) uint8 of a mode L / P PNG (nearest-resized); a colour-coded RGB parse is a DataError."""
+    if not Path(path).is_file():
+        raise DataError(path, "parse map (PNG of label ids) not found")
+    img = Image.open(path)
+    if img.mode not in ("L", "P"):
+        raise DataError(path, f"a label-id PNG (mode L or P), found mode {img.mode} (a colour-coded parse?)")
+    if size is not None and img.size != (size[1], size[0]):
+        img = img.resize((size[1], size[0]), Image.NEAREST)
+    return np.array(img)
+
+
+def image_to_tensor(img):
+    """uint8 (H, W, 3) -> float (3, H, W) in [-1, 1] (ToTensor + Normalize(0.5, 0.5))."""
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+class TryOnDataset(torch.utils.data.Dataset):
+    """Try-on samples for DAFlow-style models from any of `LAYOUTS`.
+
+    Args:
+        root: layout root (see the module docstring).
+        layout: "daflow", "cpvton" or "viton_hd".
+        split: "train" or "test".
+        mode: "paired" (own garment, ground truth available) or "unpaired" (test only).
+        size: (H, W) to resize to; None keeps the files' size.
+        flip: joint horizontal flip with p=0.5 (DAFlow's training augmentation).
+        pairs: optional explicit list of (person, cloth) names instead of the layout's list file.
+    For ``dresscode`` pass one category folder as root (e.g. ``DressCode/upper_body``).
+    Each item: dict(cloth, person, agnostic, pose: float (3, H, W) in [-1, 1]; person_name, cloth_name).
+    In unpaired mode `person` is the person photo (not a ground truth of the result).
+    """
+
+    def __init__(self, root, layout, split="train", mode="paired", size=None, flip=False, pairs=None):
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        self.root, self.layout, self.split, self.mode = Path(root), layout, split, mode
+        self.size, self.flip = size, flip
+        if not self.root.is_dir():
+            raise DataError(self.root, f"a {layout} try-on dataset folder",
+                            hint="VITON / VITON-HD are distributed by their authors on request; see README")
+        if pairs is None:
+            if split == "train":
+                name = {"daflow": "train.txt"}.get(layout, "train_pairs.txt")
+                pairs = read_pairs(self.root / name)
+            else:
+                pairs = read_pairs(pair_list_path(self.root, layout, mode))
+        if mode == "paired" and layout == "viton_hd":
+            pairs = [(p, p) for p, _ in pairs]  # VITON-HD: person 00000_00.jpg wears cloth 00000_00.jpg
+        self.pairs = pairs
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def _paths(self, person, cloth):
+        stem = Path(person).stem
+        if self.layout == "daflow":
+            d = self.root / f"VITON_{self.split}"
+            return dict(person=d / f"{self.split}_img" / person, cloth=d / "clothes" / cloth,
+                        agnostic=d / "img_agnostic" / person, pose=d / "vis_pose" / f"{stem}_keypoints.jpg")
+        if self.layout == "dresscode":
+            d = self.root
+            return dict(person=d / "images" / person, cloth=d / "images" / cloth,
+                        parse=d / "label_maps" / f"{stem.rsplit('_', 1)[0]}_4.png",
+                        keypoints=d / "keypoints" / f"{stem.rsplit('_', 1)[0]}_2.json")
+        d = self.root / self.split
+        if self.layout == "cpvton":
+            return dict(person=d / "image" / person, cloth=d / "cloth" / cloth,
+                        parse=d / "image-parse-new" / f"{stem}.png", keypoints=d / "pose" / f"{stem}_keypoints.json")
+        return dict(person=d / "image" / person, cloth=d / "cloth" / cloth,
+                    parse=d / "image-parse-v3" / f"{stem}.png",
+                    keypoints=d / "openpose_json" / f"{stem}_keypoints.json")
+
+    def load_arrays(self, index):
+        """uint8 arrays (H, W, 3) of cloth, person, agnostic, pose for one pair (no flip)."""
+        person_name, cloth_name = self.pairs[index]
+        p = self._paths(person_name, cloth_name)
+        person = read_rgb(p["person"], self.size)
+        cloth = read_rgb(p["cloth"], self.size)
+        if self.layout == "daflow":
+            return dict(cloth=cloth, person=person, agnostic=read_rgb(p["agnostic"], self.size),
+                        pose=read_rgb(p["pose"], self.size))
+        h, w = person.shape[:2]
+        parse = read_label_map(p["parse"], (h, w))
+        if self.layout == "dresscode":
+            parse = DRESSCODE_TO_LIP[np.minimum(parse, len(DRESSCODE_TO_LIP) - 1)]
+            kps, src = read_dresscode_keypoints(p["keypoints"]), _DRESSCODE_KEYPOINT_SPACE
+        else:
+            kps, flavour = read_openpose_json(p["keypoints"])
+            if flavour == "body25":
+                kps = body25_to_coco18(kps)
+            src = Image.open(p["person"]).size  # keypoints are in the original image's pixels
+        kps = kps.copy()
+        kps[:, 0] *= w / src[0]
+        kps[:, 1] *= h / src[1]
+        return dict(cloth=cloth, person=person, agnostic=agnostic_person(person, parse, kps),
+                    pose=render_skeleton(kps, h, w, radius=max(1, round(4 * w / 192)),
+                                         stick_width=max(1, round(4 * w / 192))))
+
+    def __getitem__(self, index):
+        arrays = self.load_arrays(index)
+        out = {k: image_to_tensor(v) for k, v in arrays.items()}
+        if self.flip and torch.rand(()) < 0.5:
+            out = {k: v.flip(-1) for k, v in out.items()}
+        out["person_name"], out["cloth_name"] = self.pairs[index]
+        return out
+
+
+def _person_keypoints(h, w, rng):
+    """Plausible upright COCO-18 keypoints for an (H, W) canvas with a little random jitter."""
+    cx = w / 2 + rng.uniform(-0.04, 0.04) * w
+    sw = rng.uniform(0.17, 0.22) * w  # half shoulder width
+    xy = {0: (cx, 0.14 * h), 1: (cx, 0.26 * h), 2: (cx - sw, 0.27 * h), 5: (cx + sw, 0.27 * h),
+          3: (cx - sw * 1.25, 0.42 * h), 6: (cx + sw * 1.25, 0.42 * h), 4: (cx - sw * 1.3, 0.56 * h),
+          7: (cx + sw * 1.3, 0.56 * h), 8: (cx - 0.6 * sw, 0.58 * h), 11: (cx + 0.6 * sw, 0.58 * h),
+          9: (cx - 0.6 * sw, 0.76 * h), 12: (cx + 0.6 * sw, 0.76 * h), 10: (cx - 0.6 * sw, 0.94 * h),
+          13: (cx + 0.6 * sw, 0.94 * h), 14: (cx - 0.04 * w, 0.12 * h), 15: (cx + 0.04 * w, 0.12 * h),
+          16: (cx - 0.08 * w, 0.13 * h), 17: (cx + 0.08 * w, 0.13 * h)}
+    kps = np.zeros((18, 3), dtype=np.float32)
+    for i, (x, y) in xy.items():
+        kps[i] = (x + rng.normal(0, 0.005 * w), y + rng.normal(0, 0.005 * h), rng.uniform(0.5, 0.95))
+    return kps
+
+
+def _garment_texture(h, w, rng):
+    """A garment pattern: a random base colour with stripes of a second colour (period and angle random)."""
+    base, stripe = rng.integers(30, 226, size=(2, 3))
+    period = rng.uniform(5, 12) * w / 48
+    angle = rng.uniform(0, np.pi)
+    yy, xx = np.mgrid[0:h, 0:w]
+    phase = (xx * np.cos(angle) + yy * np.sin(angle)) / period
+    mask = (np.sin(2 * np.pi * phase) > 0)[..., None]
+    return np.where(mask, stripe, base).astype(np.uint8)
+
+
+def write_synthetic_tryon(root, num_train=16, num_test=8, height=64, width=48, seed=0):
+    """Write a small learnable try-on dataset in the VITON-HD layout (BODY_25 JSON, palette parse PNGs).
+
+    Each person: grey background, skin-coloured head/arms/neck, dark trousers, and an upper garment whose
+    pixels are the garment image's pattern, shifted/scaled by the torso box (a planted, learnable relation
+    between cloth and person). Files: <root>/{train,test}/{image, cloth, cloth-mask, image-parse-v3,
+    openpose_json}, <root>/{train,test}_pairs.txt (test pairs unpaired: person i with cloth i+1).
+    Returns root.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    palette = (rng.integers(0, 256, size=(256, 3))).astype(np.uint8)
+    palette[0] = 0
+    for split, n in (("train", num_train), ("test", num_test)):
+        d = root / split
+        for sub in ("image", "cloth", "cloth-mask", "image-parse-v3", "openpose_json"):
+            (d / sub).mkdir(parents=True, exist_ok=True)
+        names = [f"{i:05d}_00.jpg" for i in range(n)]
+        for name in names:
+            stem = Path(name).stem
+            h, w = height, width
+            kps = _person_keypoints(h, w, rng)
+            parse = np.zeros((h, w), np.uint8)
+            pint = lambda i, kps=kps: (int(kps[i, 0]), int(kps[i, 1]))  # noqa: E731
+            thick = max(2, w // 12)
+            for a, b, lab in ((2, 4, 15), (5, 7, 14)):  # arms (right arm = label 15 in LIP)
+                cv2.line(parse, pint(a), pint(b - 1), lab, thick)
+                cv2.line(parse, pint(b - 1), pint(b), lab, thick)
+            cv2.rectangle(parse, (pint(8)[0] - thick // 2, pint(8)[1]), (pint(11)[0] + thick // 2, pint(13)[1]), 9, -1)
+            cv2.line(parse, pint(1), pint(0), 13, thick)
+            cv2.circle(parse, pint(0), max(3, w // 9), 13, -1)
+            hair_axes = (max(3, w // 8), max(2, w // 14))
+            cv2.ellipse(parse, (pint(0)[0], pint(0)[1] - w // 16), hair_axes, 0, 180, 360, 2, -1)
+            torso = np.array([pint(2), pint(5), (pint(11)[0] + 1, pint(11)[1] + 2), (pint(8)[0] - 1, pint(8)[1] + 2)])
+            cv2.fillConvexPoly(parse, torso, 5)
+            texture = _garment_texture(h, w, rng)
+            person = np.full((h, w, 3), 200, np.uint8)
+            skin = rng.integers(150, 230, size=3)
+            for lab, colour in ((13, skin), (14, skin), (15, skin), (2, (40, 30, 20)), (9, (50, 50, 90))):
+                person[parse == lab] = colour
+            # The garment image: texture inside a flat T-shirt-like box; the person's garment pixels show the
+            # same texture, resampled from the torso's bounding box onto the cloth's box.
+            cloth = np.full((h, w, 3), 255, np.uint8)
+            cmask = np.zeros((h, w), np.uint8)
+            x0, x1, y0, y1 = int(0.2 * w), int(0.8 * w), int(0.15 * h), int(0.85 * h)
+            cmask[y0:y1, x0:x1] = 255
+            cloth[cmask > 0] = texture[cmask > 0]
+            ys, xs = np.nonzero(parse == 5)
+            bx0, bx1, by0, by1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+            warped = cv2.resize(texture[y0:y1, x0:x1], (bx1 - bx0, by1 - by0), interpolation=cv2.INTER_NEAREST)
+            region = parse[by0:by1, bx0:bx1] == 5
+            person[by0:by1, bx0:bx1][region] = warped[region]
+            Image.fromarray(person).save(d / "image" / name, quality=95)
+            Image.fromarray(cloth).save(d / "cloth" / name, quality=95)
+            Image.fromarray(cmask).save(d / "cloth-mask" / name)
+            label_img = Image.fromarray(parse, mode="P")
+            label_img.putpalette(palette.reshape(-1).tolist())
+            label_img.save(d / "image-parse-v3" / f"{stem}.png")
+            write_openpose_json(d / "openpose_json" / f"{stem}_keypoints.json", coco18_to_body25(kps))
+        if split == "train":
+            lines = [f"{nm} {nm}" for nm in names]
+        else:
+            lines = [f"{nm} {names[(i + 1) % n]}" for i, nm in enumerate(names)]
+        (root / f"{split}_pairs.txt").write_text("\n".join(lines) + "\n")
+    return root
