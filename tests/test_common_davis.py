@@ -1,5 +1,4 @@
 """common.data.davis (formats, palette PNGs, synthetic clips) and common.metrics.davis (official J & F)."""
-import os
 from pathlib import Path
 
 import numpy as np
@@ -235,17 +234,9 @@ def test_evaluate_results_dir(tmp_path):
 
 
 # ---------------------------------------------------------------- real DAVIS-2016 sequences
-def _real_davis():
-    root = Path(os.environ.get("REAL_DATA_ROOT", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    folder = root / "davis2016" / "DAVIS"
-    if not folder.is_dir():
-        pytest.skip(f"real DAVIS sample not found at {folder} (set REAL_DATA_ROOT to the shared data folder)")
-    return folder
-
-
 @pytest.mark.realdata
-def test_real_davis2016_sequences_score_against_themselves_and_a_shift():
-    seqs = load_davis(_real_davis(), sequences=["blackswan", "dog"])
+def test_real_davis2016_sequences_score_against_themselves_and_a_shift(real_data):
+    seqs = load_davis(real_data("davis2016/DAVIS"), sequences=["blackswan", "dog"])
     assert [len(s) for s in seqs] == [50, 60]
     per_seq, shifted = {}, {}
     for s in seqs:

@@ -2,7 +2,6 @@
 
 The generator writes the real file format and `load_hgb` (the reader users run) reads it back.
 """
-import os
 import shutil
 import time
 import zipfile
@@ -417,11 +416,8 @@ def test_submission_files(tmp_path):
 # ------------------------------------------------------------------------------------------ real data
 
 @pytest.fixture(scope="module")
-def acm_dir(tmp_path_factory):
-    root = Path(os.environ["REAL_DATA_ROOT"]) if os.environ.get("REAL_DATA_ROOT") else REPO.parent / "shared/data"
-    archive = root / "hgb" / "ACM.zip"
-    if not archive.is_file():
-        pytest.skip(f"real HGB data not found at {archive}")
+def acm_dir(tmp_path_factory, real_data):
+    archive = real_data("hgb/ACM.zip")
     folder = tmp_path_factory.mktemp("real") / "ACM"
     with zipfile.ZipFile(archive) as z:
         z.extractall(folder)

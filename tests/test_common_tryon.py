@@ -1,6 +1,5 @@
 """Tests of common/data/tryon.py: pair lists and their naming inversion, the agnostic builder on hand-made
 keypoints, the three layouts read through `TryOnDataset`, the synthetic generator, and the real VITON samples."""
-import os
 from pathlib import Path
 
 import numpy as np
@@ -159,17 +158,9 @@ def test_daflow_and_cpvton_layouts(tmp_path):
     assert labels.shape == (32, 24) and 5 in labels and set(np.unique(labels)) <= set(np.unique(parse))
 
 
-def _real_root():
-    base = Path(os.environ["REAL_DATA_ROOT"]) if os.environ.get("REAL_DATA_ROOT") else \
-        Path(__file__).resolve().parents[2] / "shared" / "data"
-    return base / "viton_cpvton" / "data"
-
-
 @pytest.mark.realdata
-def test_real_viton_samples_in_cpvton_layout():
-    root = _real_root()
-    if not (root / "test").is_dir():
-        pytest.skip(f"real VITON samples not found at {root} (set REAL_DATA_ROOT)")
+def test_real_viton_samples_in_cpvton_layout(real_data):
+    root = real_data("viton_cpvton/data/test").parent
     # The shipped list has no trailing newline and pairs a person with another person's garment (unpaired).
     pairs = read_pairs(root / "test_samples_pair.txt")
     assert pairs == [("000010_0.jpg", "000048_1.jpg")]

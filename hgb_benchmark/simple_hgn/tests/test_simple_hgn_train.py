@@ -127,14 +127,10 @@ def test_generated_smoke_data_is_read_by_the_real_reader(tmp_path):
 
 
 @pytest.mark.realdata
-def test_real_acm_trains_through_the_acm_config(tmp_path):
+def test_real_acm_trains_through_the_acm_config(tmp_path, real_data):
     """A few epochs of configs/acm.yaml on the real HGB ACM files: the whole pipeline on real data."""
     import zipfile
-    root = Path(os.environ["REAL_DATA_ROOT"]) if os.environ.get("REAL_DATA_ROOT") else \
-        HERE.parents[2] / "shared" / "data"
-    archive = root / "hgb" / "ACM.zip"
-    if not archive.is_file():
-        pytest.skip(f"real HGB data not found at {archive}")
+    archive = real_data("hgb/ACM.zip")
     with zipfile.ZipFile(archive) as z:
         z.extractall(tmp_path / "data" / "ACM")
     train_mod.main(["--config", "configs/acm.yaml", "--data_root", tmp_path / "data", "--out_dir", tmp_path / "run",

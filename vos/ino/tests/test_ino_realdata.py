@@ -1,7 +1,5 @@
 """eval.sh's path on real DAVIS frames (the shared DAVIS-2016 sample: 854x480 JPEGs, 0/255 masks)."""
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,17 +9,9 @@ from ino.model import build_ino
 from PIL import Image
 
 
-def _real_davis():
-    root = Path(os.environ.get("REAL_DATA_ROOT", Path(__file__).resolve().parents[4] / "shared" / "data"))
-    folder = root / "davis2016" / "DAVIS"
-    if not folder.is_dir():
-        pytest.skip(f"real DAVIS sample not found at {folder} (set REAL_DATA_ROOT to the shared data folder)")
-    return folder
-
-
 @pytest.mark.realdata
-def test_label_propagation_on_real_blackswan(tmp_path):
-    davis = _real_davis()
+def test_label_propagation_on_real_blackswan(tmp_path, real_data):
+    davis = real_data("davis2016/DAVIS")
     torch.manual_seed(0)
     student, _ = build_ino("vit_micro", 8, out_dim=16, hidden_dim=16, bottleneck_dim=8)
     torch.save({"model": student.state_dict(), "config": {"eval_block": 4, "eval_short_side": 240}},
