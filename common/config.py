@@ -42,6 +42,8 @@ class RunConfig:
     compile: bool = option(False, "torch.compile the model on CUDA (no-op on CPU)")
     resume: bool = option(False, "continue from <out_dir>/checkpoints/last.pt")
     progress: bool = option(True, "show tqdm progress bars")
+    cpu_threads: int = option(0, "torch intra-op threads on CPU (0: torch's default); 1 is fastest for tiny "
+                              "models on a busy machine")
 
 
 def _base_type(tp):

@@ -28,15 +28,18 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed(device="auto"):
+def init_distributed(device="auto", cpu_threads=0):
     """Read torchrun's RANK/WORLD_SIZE/LOCAL_RANK, pick the device, and join the process group.
 
-    Backend: NCCL on CUDA, gloo on CPU. Returns (DistInfo, torch.device).
+    Backend: NCCL on CUDA, gloo on CPU. On CPU, `cpu_threads` > 0 sets torch's intra-op thread count.
+    Returns (DistInfo, torch.device).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(rank=int(os.environ.get("RANK", "0")), world_size=world_size,
                     local_rank=int(os.environ.get("LOCAL_RANK", "0")))
     dev = select_device(device, info.local_rank)
+    if dev.type == "cpu" and cpu_threads > 0:
+        torch.set_num_threads(cpu_threads)
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}

@@ -51,6 +51,12 @@ def test_single_process_helpers_degrade_gracefully():
     assert broadcast_object({"a": 1}) == {"a": 1}
     barrier()
     cleanup_distributed()
+    threads = torch.get_num_threads()
+    try:
+        init_distributed("cpu", cpu_threads=1)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
     sampler = distributed_sampler(list(range(10)), shuffle=True, seed=0)
     sampler.set_epoch(1)
     assert sorted(sampler) == list(range(10))

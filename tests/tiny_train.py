@@ -38,7 +38,7 @@ def make_data(n=64):
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(TinyConfig, argv)
-    dist, device = init_distributed(cfg.device)
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     seed_everything(cfg.seed, cfg.deterministic)
     run = Run(cfg, "tiny", dist)
     model = nn.Sequential(nn.Linear(4, 16), nn.Tanh(), nn.Dropout(cfg.dropout), nn.Linear(16, 1)).to(device)

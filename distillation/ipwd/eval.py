@@ -32,7 +32,6 @@ class EvalConfig(RunConfig):
     dataset: str = option("cifar100", "dataset of a checkpoint without a config", choices=DATASETS)
     batch_size: int = option(256, "evaluation batch size")
     num_workers: int = option(4, "DataLoader worker processes")
-    cpu_threads: int = option(0, "torch intra-op threads on CPU (0: torch's default)")
 
 
 HEAD_KEYS = ("fc.weight", "linear.weight", "classifier.weight", "classifier.0.weight")  # last layer of each zoo model
@@ -67,9 +66,7 @@ def main(argv=None):
     cfg = parse_config(EvalConfig, argv, config_dir=Path(__file__).resolve().parent, description=__doc__)
     if not cfg.checkpoint:
         raise ConfigError("--checkpoint is required (e.g. runs/ipwd/<run>/checkpoints/best.pt)")
-    _, device = init_distributed(cfg.device)
-    if device.type == "cpu" and cfg.cpu_threads > 0:
-        torch.set_num_threads(cfg.cpu_threads)
+    _, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "ipwd_eval")
     ckpt = load_checkpoint(cfg.checkpoint, map_location="cpu")
     model, train_cfg = restore_model(ckpt, cfg.model)

@@ -99,8 +99,6 @@ class IPWDConfig(RunConfig):
     baseline_checkpoint: str = option("", "a vanilla student of the same architecture: adds its recall and "
                                       "the student's gain per group to the transfer-gap table")
     channels_last: bool = option(False, "channels_last memory format on CUDA")
-    cpu_threads: int = option(0, "torch intra-op threads on CPU (0: torch's default); 1 is fastest for tiny "
-                              "models on a busy machine")
 
 
 def main_logits(out):
@@ -325,9 +323,7 @@ def transfer_gap_table(cfg, run, device, teacher, student, folder, num_classes):
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(IPWDConfig, argv, config_dir=HERE, description=__doc__)
-    dist, device = init_distributed(cfg.device)
-    if device.type == "cpu" and cfg.cpu_threads > 0:
-        torch.set_num_threads(cfg.cpu_threads)
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     if dist.enabled and cfg.method.startswith("pskd"):
         raise ConfigError("PS-KD keeps per-sample predictions in one process; run it without NPROC>1")
     run = Run(cfg, "ipwd", dist)

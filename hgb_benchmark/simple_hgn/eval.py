@@ -53,7 +53,7 @@ def main(argv=None):
     cfg = parse_config(EvalConfig, argv, config_dir=Path(__file__).resolve().parent, description=__doc__)
     if not cfg.checkpoint:
         raise ConfigError("--checkpoint is required (e.g. runs/simple_hgn/<run>/checkpoints/best.pt)")
-    _, device = init_distributed(cfg.device)
+    _, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "simple_hgn_eval")
     ckpt = load_checkpoint(cfg.checkpoint, map_location="cpu")
     with torch.no_grad():

@@ -244,7 +244,7 @@ def train_lp(cfg, run, rep, data, device):
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(HGBConfig, argv, config_dir=HERE, description=__doc__)
-    dist, device = init_distributed(cfg.device)
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "simple_hgn", dist)
     if run.is_main:
         dataset_dir(cfg)  # generates the synthetic datasets once, before other ranks read them

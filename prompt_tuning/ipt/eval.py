@@ -33,12 +33,11 @@ def main(argv=None):
     cfg = parse_config(EvalConfig, argv, config_dir=Path(__file__).resolve().parent, description=__doc__)
     if not cfg.checkpoint:
         raise ConfigError("--checkpoint is required (e.g. runs/ipt/<run>/checkpoints/best.pt)")
-    dist, device = init_distributed(cfg.device)
-    run = Run(cfg, "ipt_eval")
     ckpt = load_checkpoint(cfg.checkpoint, map_location="cpu")
     train_cfg = config_from_dict(IPTConfig, ckpt["config"], source="checkpoint config")
-    if train_cfg.threads:
-        torch.set_num_threads(train_cfg.threads)
+    # --cpu_threads, else the training run's setting
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads or train_cfg.cpu_threads)
+    run = Run(cfg, "ipt_eval")
     model, tok = build_model(train_cfg, cfg.backbone or ckpt["backbone_dir"])
     model.load_trainable_state_dict(ckpt["model"])
     model.to(device)

@@ -71,7 +71,6 @@ class IPTConfig(RunConfig):
     repeat: int = option(1, "independent runs (seeds seed, seed+1, ...)")
     synthetic_train: int = option(800, "generated task: training examples")
     synthetic_test: int = option(200, "generated task: test examples")
-    threads: int = option(0, "torch CPU threads (0: torch's default); 1 for tiny models on a busy machine")
 
 
 def build_model(cfg, backbone):
@@ -232,9 +231,7 @@ def train_one(cfg, run, r, dist, device, splits, paths):
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(IPTConfig, argv, config_dir=HERE, description=__doc__)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    dist, device = init_distributed(cfg.device)
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "ipt", dist)
     if run.is_main:  # generated data / backbone are written once, before other ranks read them
         dataset_dir(cfg)

@@ -60,7 +60,7 @@ def main(argv=None):
                           "--official_checkpoint ckpt_viton.pt --data_root DIR")
     if cfg.official_checkpoint and not cfg.data_root:
         raise ConfigError("--official_checkpoint needs --data_root (the dataset folder)")
-    _, device = init_distributed(cfg.device)
+    _, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "daflow_eval")
     if cfg.official_checkpoint:
         model = load_official_checkpoint(cfg.official_checkpoint, "deform_conv" if device.type == "cuda"

@@ -83,7 +83,7 @@ def build_loss(cfg):
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(TrainConfig, argv, config_dir=Path(__file__).resolve().parent, description=__doc__)
-    dist, device = init_distributed(cfg.device)
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     run = Run(cfg, "daflow", dist)
     root = dataset_dir(cfg)

@@ -123,7 +123,7 @@ def main(argv=None):
     cfg = parse_config(EvalConfig, argv, config_dir=HERE, description=__doc__)
     if not cfg.checkpoint:
         raise ConfigError("--checkpoint is required (ours, the official INO checkpoint.pth, or a DINO ViT-S/8 .pth)")
-    _, device = init_distributed(cfg.device)
+    _, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "ino_eval")
     raw = load_checkpoint(cfg.checkpoint)  # DataError naming the file when it is missing or unreadable
     train_cfg = dict(raw.get("config") or {}, _data_dir=raw.get("data_dir", "")) if isinstance(raw, dict) else {}

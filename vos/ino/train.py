@@ -134,7 +134,7 @@ def train_step(student, teacher, criterion, batch, mask, teacher_temp, device, c
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(TrainConfig, argv, config_dir=HERE, description=__doc__)
-    dist, device = init_distributed(cfg.device)
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "ino", dist)
     seed_everything(cfg.seed + dist.rank, cfg.deterministic)
     if cfg.dataset == SMOKE and run.is_main:

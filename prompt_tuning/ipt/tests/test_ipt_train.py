@@ -68,5 +68,5 @@ def test_every_config_parses_and_is_complete(config):
     cfg = parse_config(train_module.IPTConfig, ["--config", HERE / "configs" / config])
     keys = set(yaml.safe_load((HERE / "configs" / config).read_text()))
     own = {f.name for f in dataclasses.fields(cfg)} - {f.name for f in dataclasses.fields(RunConfig)}
-    optional = {"data_root", "threads"} | ({"synthetic_train", "synthetic_test"} if cfg.task != "synthetic" else set())
+    optional = {"data_root"} | ({"synthetic_train", "synthetic_test"} if cfg.task != "synthetic" else set())
     assert own - keys <= optional, sorted(own - keys - optional)
