@@ -11,6 +11,8 @@ are those of RepDistiller/mdistiller, so their released CIFAR-100 teacher checkp
 import torch
 from torch import nn
 
+from .classifier import ZooClassifier
+
 
 class BasicBlock(nn.Module):
     """relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
@@ -33,7 +35,7 @@ class BasicBlock(nn.Module):
         return torch.relu(out + shortcut)
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(ZooClassifier):
     """Args: depth = 6n + 2; widths = (stem, stage1, stage2, stage3) channels."""
 
     def __init__(self, depth, widths=(16, 16, 32, 64), num_classes=100):
@@ -56,18 +58,11 @@ class CifarResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    @property
-    def head(self):
-        return self.fc
-
     def forward_features(self, x):
         """(B, 3, 32, 32) -> pooled features (B, widths[3])."""
         x = torch.relu(self.bn1(self.conv1(x)))   # (B, w0, 32, 32)
         x = self.layer3(self.layer2(self.layer1(x)))  # (B, w3, 8, 8)
         return x.mean(dim=(2, 3))  # = AvgPool2d(8) at 32x32 input
-
-    def forward(self, x):
-        return self.fc(self.forward_features(x))
 
 
 def resnet8(num_classes=100):

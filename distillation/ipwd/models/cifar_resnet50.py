@@ -8,6 +8,8 @@ layer{1..4}.{i}.shortcut.{0,1}, linear) match the released checkpoints.
 import torch
 from torch import nn
 
+from .classifier import ZooClassifier
+
 
 class Bottleneck(nn.Module):
     expansion = 4
@@ -31,7 +33,9 @@ class Bottleneck(nn.Module):
         return torch.relu(self.bn3(self.conv3(y)) + self.shortcut(x))
 
 
-class CifarResNet50(nn.Module):
+class CifarResNet50(ZooClassifier):
+    head_name = "linear"
+
     def __init__(self, blocks=(3, 4, 6, 3), num_classes=100):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 64, 3, padding=1, bias=False)
@@ -50,18 +54,11 @@ class CifarResNet50(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    @property
-    def head(self):
-        return self.linear
-
     def forward_features(self, x):
         """(B, 3, 32, 32) -> (B, 2048)."""
         x = torch.relu(self.bn1(self.conv1(x)))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))   # (B, 2048, 4, 4)
         return x.mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.linear(self.forward_features(x))
 
 
 def resnet50(num_classes=100):

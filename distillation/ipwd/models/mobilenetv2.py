@@ -8,6 +8,8 @@ conv2.{0,1}, classifier.0) match the released checkpoints.
 """
 from torch import nn
 
+from .classifier import ZooClassifier
+
 SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 1), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1))
 
 
@@ -30,7 +32,9 @@ class InvertedResidual(nn.Module):
         return x + self.conv(x) if self.use_res else self.conv(x)
 
 
-class MobileNetV2(nn.Module):
+class MobileNetV2(ZooClassifier):
+    head_name = "classifier"
+
     def __init__(self, expand=6, width=0.5, num_classes=100):
         super().__init__()
         cin = int(32 * width)
@@ -56,19 +60,12 @@ class MobileNetV2(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    @property
-    def head(self):
-        return self.classifier
-
     def forward_features(self, x):
         """(B, 3, 32, 32) -> (B, 1280); the stem and three stride-2 stages leave 2x2 maps."""
         x = self.conv1(x)
         for block in self.blocks:
             x = block(x)
         return self.conv2(x).mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.classifier(self.forward_features(x))
 
 
 def mobilenetv2(num_classes=100):

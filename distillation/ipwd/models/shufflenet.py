@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .classifier import ZooClassifier
+
 
 def channel_shuffle(x, groups):
     """(B, C, H, W) -> (B, g, C/g, H, W) -> transpose -> (B, C, H, W)."""
@@ -40,7 +42,9 @@ class ShuffleV1Block(nn.Module):
         return F.relu(out + x)
 
 
-class ShuffleNetV1(nn.Module):
+class ShuffleNetV1(ZooClassifier):
+    head_name = "linear"
+
     def __init__(self, widths=(240, 480, 960), blocks=(4, 8, 4), groups=3, num_classes=100):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
@@ -57,17 +61,10 @@ class ShuffleNetV1(nn.Module):
         self.linear = nn.Linear(cin, num_classes)
         self.num_features = cin
 
-    @property
-    def head(self):
-        return self.linear
-
     def forward_features(self, x):
         x = F.relu(self.bn1(self.conv1(x)))               # (B, 24, 32, 32)
         x = self.layer3(self.layer2(self.layer1(x)))      # (B, 960, 4, 4)
         return x.mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.linear(self.forward_features(x))
 
 
 class ShuffleV2Block(nn.Module):
@@ -114,7 +111,9 @@ class ShuffleV2Down(nn.Module):
         return channel_shuffle(torch.cat([left, right], 1), 2)
 
 
-class ShuffleNetV2(nn.Module):
+class ShuffleNetV2(ZooClassifier):
+    head_name = "linear"
+
     def __init__(self, widths=(116, 232, 464), blocks=(3, 7, 3), head_channels=1024, num_classes=100):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 24, 1, bias=False)
@@ -130,17 +129,10 @@ class ShuffleNetV2(nn.Module):
         self.linear = nn.Linear(head_channels, num_classes)
         self.num_features = head_channels
 
-    @property
-    def head(self):
-        return self.linear
-
     def forward_features(self, x):
         x = F.relu(self.bn1(self.conv1(x)))               # (B, 24, 32, 32)
         x = self.layer3(self.layer2(self.layer1(x)))      # (B, 464, 4, 4)
         return F.relu(self.bn2(self.conv2(x))).mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.linear(self.forward_features(x))
 
 
 def shufflenetv1(num_classes=100):

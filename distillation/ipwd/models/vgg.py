@@ -9,6 +9,8 @@ as in the reference code), global average pool, one linear layer from 512 featur
 import torch
 from torch import nn
 
+from .classifier import ZooClassifier
+
 CONFIGS = {"vgg8": ((64,), (128,), (256,), (512,), (512,)),
            "vgg13": ((64, 64), (128, 128), (256, 256), (512, 512), (512, 512))}
 
@@ -21,7 +23,9 @@ def _block(widths, in_ch):
     return nn.Sequential(*layers[:-1])  # the last ReLU is applied in forward
 
 
-class VGG(nn.Module):
+class VGG(ZooClassifier):
+    head_name = "classifier"
+
     def __init__(self, config, num_classes=100):
         super().__init__()
         in_ch = 3
@@ -39,10 +43,6 @@ class VGG(nn.Module):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    @property
-    def head(self):
-        return self.classifier
-
     def forward_features(self, x):
         """(B, 3, H, W) -> (B, 512); at 32x32 the last two blocks run at 4x4."""
         h = x.shape[2]
@@ -54,9 +54,6 @@ class VGG(nn.Module):
             x = self.pool(x)
         x = torch.relu(self.block4(x))                 # (B, 512, h, w)
         return x.mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.classifier(self.forward_features(x))
 
 
 def vgg8(num_classes=100):

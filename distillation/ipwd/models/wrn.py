@@ -9,6 +9,8 @@ first BN-ReLU to the input and feeds the *activated* input to the shortcut conv.
 import torch
 from torch import nn
 
+from .classifier import ZooClassifier
+
 
 class WideBasic(nn.Module):
     def __init__(self, in_planes, planes, stride):
@@ -38,7 +40,7 @@ class WideStage(nn.Module):
         return self.layer(x)
 
 
-class WideResNet(nn.Module):
+class WideResNet(ZooClassifier):
     def __init__(self, depth, widen_factor, num_classes=100):
         super().__init__()
         if (depth - 4) % 6:
@@ -58,17 +60,10 @@ class WideResNet(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    @property
-    def head(self):
-        return self.fc
-
     def forward_features(self, x):
         """(B, 3, 32, 32) -> (B, 64k)."""
         x = self.block3(self.block2(self.block1(self.conv1(x))))  # (B, 64k, 8, 8)
         return torch.relu(self.bn1(x)).mean(dim=(2, 3))
-
-    def forward(self, x):
-        return self.fc(self.forward_features(x))
 
 
 def wrn_16_2(num_classes=100):
