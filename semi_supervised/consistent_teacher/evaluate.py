@@ -1,0 +1,93 @@
+"""COCO bbox evaluation of a detector and pictures of its detections (shared by train and eval)."""
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from common.data.detection_transforms import transform_boxes
+from common.metrics.coco import coco_bbox_map, detections_to_coco
+
+from .data import collate_val
+from .semi_step import to_device
+
+MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+
+@torch.no_grad()
+def run_detector(model, dataset, device, cfg, batch_size=2, num_workers=0, amp=False, progress=None):
+    """Detections of `model` on every image of `dataset`, in ORIGINAL image pixels, as COCO result entries.
+
+    Returns (COCO results list, list of (view dict, detections in view pixels) for the first `cfg.vis_images`)."""
+    from common.runtime import autocast
+
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
+                                         collate_fn=collate_val)
+    model.eval()
+    results, shown = [], []
+    for batch in (progress(loader, desc="eval") if progress else loader):
+        batch = to_device(batch, device)
+        with autocast(device, amp):
+            dets = model.predict(batch["image"], batch["img_shape"], score_thr=cfg.score_thr, nms_pre=cfg.nms_pre,
+                                 iou_thr=cfg.nms_iou, max_per_img=cfg.max_per_img)
+        for i, det in enumerate(dets):
+            image_id = int(batch["image_id"][i])
+            back = torch.linalg.inv(batch["matrix"][i].float())  # view pixels -> original image pixels
+            boxes = transform_boxes(det["boxes"].float(), back, batch["ori_shape"][i])
+            results += detections_to_coco(boxes.cpu(), det["scores"].float().cpu(), det["labels"].cpu(), image_id,
+                                          dataset.label_to_cat_id)
+            if len(shown) < cfg.vis_images:
+                shown.append((batch["image"][i].cpu(), batch["img_shape"][i],
+                              {k: v.float().cpu() if k != "labels" else v.cpu() for k, v in det.items()}))
+    return results, shown
+
+
+def evaluate(model, dataset, device, cfg, out_dir, prefix="", **kw):
+    """bbox mAP of `model` on `dataset` -> metrics dict; writes detections JSON and a picture into out_dir."""
+    results, shown = run_detector(model, dataset, device, cfg, **kw)
+    out_dir = Path(out_dir)
+    (out_dir / f"{prefix}detections.json").write_text(json.dumps(results))
+    metrics = coco_bbox_map(dataset.ann_file, results)
+    if shown:
+        cv2.imwrite(str(out_dir / f"{prefix}detections.png"), detection_grid(shown, dataset.class_names))
+    return metrics
+
+
+def denormalize(image):
+    """(3, H, W) normalised tensor -> uint8 HxWx3 BGR for OpenCV."""
+    rgb = image.permute(1, 2, 0).numpy() * STD + MEAN
+    return np.ascontiguousarray(np.clip(rgb, 0, 255).astype(np.uint8)[:, :, ::-1])
+
+
+def draw_boxes(image_bgr, boxes, labels, scores=None, class_names=(), color=(0, 220, 0), min_score=0.3):
+    """Draw boxes with 'name score' captions; boxes under `min_score` are skipped."""
+    out = image_bgr.copy()
+    for j, (box, label) in enumerate(zip(boxes.tolist(), labels.tolist(), strict=True)):
+        score = None if scores is None else float(scores[j])
+        if score is not None and score < min_score:
+            continue
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        cv2.rectangle(out, (x1, y1), (x2, y2), color, 1)
+        name = class_names[label] if label < len(class_names) else str(label)
+        text = name if score is None else f"{name} {score:.2f}"
+        cv2.putText(out, text, (x1 + 2, max(y1 - 3, 9)), cv2.FONT_HERSHEY_SIMPLEX, 0.35, color, 1, cv2.LINE_AA)
+    return out
+
+
+def detection_grid(shown, class_names, columns=4, cell=256):
+    """A grid of images with their detections (score >= 0.3), each cell scaled to `cell` px on its long side."""
+    tiles = []
+    for image, (h, w), det in shown:
+        canvas = denormalize(image)[:h, :w]
+        canvas = draw_boxes(canvas, det["boxes"], det["labels"], det["scores"], class_names)
+        scale = cell / max(h, w)
+        tile = np.full((cell, cell, 3), 255, np.uint8)
+        small = cv2.resize(canvas, (max(1, round(w * scale)), max(1, round(h * scale))))
+        tile[: small.shape[0], : small.shape[1]] = small
+        tiles.append(tile)
+    while len(tiles) % columns:
+        tiles.append(np.full((cell, cell, 3), 255, np.uint8))
+    rows = [np.concatenate(tiles[i:i + columns], axis=1) for i in range(0, len(tiles), columns)]
+    return np.concatenate(rows, axis=0)

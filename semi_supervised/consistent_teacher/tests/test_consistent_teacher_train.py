@@ -1,0 +1,175 @@
+"""Mean-teacher plumbing, batching and the end-to-end smoke run of Consistent-Teacher."""
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from consistent_teacher.data import SemiIterationData
+from consistent_teacher.semi_step import pad_cat, valid_anchor_mask
+from consistent_teacher.teacher import PseudoLabeler, ema_momentum, ema_update
+from consistent_teacher.train import TrainConfig, lr_factor, summarize_gmm
+from consistent_teacher.train import main as train_main
+
+from common.checkpoint import load_checkpoint
+from common.config import config_from_dict, load_yaml
+
+HERE = Path(__file__).resolve().parents[1]
+MAP_FLOOR = 0.30  # smoke run (teacher): see SMOKE_NOTE in the README; the untrained teacher scores ~0
+
+
+def run(script, *args):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(["bash", str(HERE / script), *args], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+# ----------------------------------------------------------------------------------------------- teacher / EMA
+def test_ema_momentum_follows_the_mean_teacher_hook():
+    assert ema_momentum(0, 0.9995) == 0.0  # iteration 0: the teacher becomes a copy of the student
+    assert ema_momentum(9, 0.9995) == pytest.approx(0.9)
+    assert ema_momentum(10**6, 0.9995) == 0.9995
+    assert ema_momentum(9, 0.9995, warm_up=10) == pytest.approx(1 - 11 / 20)
+
+
+def test_ema_update_moves_parameters_and_leaves_buffers():
+    student, teacher = torch.nn.BatchNorm1d(3), torch.nn.BatchNorm1d(3)
+    with torch.no_grad():
+        student.weight.fill_(2.0)
+        teacher.weight.fill_(1.0)
+        student.running_mean.fill_(5.0)
+    ema_update(teacher, student, 0.75)
+    assert torch.allclose(teacher.weight, torch.full((3,), 1.25))
+    assert torch.all(teacher.running_mean == 0)
+
+
+def det(boxes, scores, labels):
+    return dict(boxes=torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4), scores=torch.tensor(scores),
+                labels=torch.tensor(labels, dtype=torch.long))
+
+
+def test_count_prior_keeps_the_top_n_plus_one_boxes():
+    # scores sum to 1.6 -> n = int(1.6 + 0.5) = 2 -> the top 3 boxes survive stage 1; the queue then holds
+    # fewer than 4 scores, so the GMM falls back to given_gt_thr = 0 and stage 2 keeps all three.
+    boxes = [[0, 0, 10, 10], [1, 1, 11, 11], [2, 2, 12, 12], [3, 3, 13, 13], [4, 4, 14, 14]]
+    labeler = PseudoLabeler(num_classes=2, num_scores=8)
+    out, mean_thr, class_thr = labeler([det(boxes, [0.1, 0.6, 0.5, 0.3, 0.1], [0, 0, 0, 0, 0])])
+    assert sorted(out[0]["scores"].tolist()) == pytest.approx([0.3, 0.5, 0.6])
+    assert class_thr == {0: 0.0} and mean_thr == 0.0
+    assert labeler.scores[0, :3].tolist() == pytest.approx([0.6, 0.5, 0.3])  # survivors queued (in input order)
+    empty, _, _ = labeler([det([], [], [])])
+    assert len(empty[0]["boxes"]) == 0
+
+
+def test_score_queue_is_fifo_and_the_threshold_adapts():
+    labeler = PseudoLabeler(num_classes=1, num_scores=6, dynamic_ratio=100.0)  # count prior keeps everything
+    box = [[0, 0, 10, 10]]
+    thrs = []
+    for s in (0.9, 0.2, 0.85, 0.25, 0.8, 0.3, 0.95, 0.15):
+        _, _, class_thr = labeler([det(box * 2, [s, s - 0.01], [0, 0])])
+        thrs.append(class_thr[0])
+    # newest first, the oldest scores fall off the end: steps 8, 7 and 6
+    assert labeler.scores[0].tolist() == pytest.approx([0.15, 0.14, 0.95, 0.94, 0.3, 0.29])
+    assert len(set(thrs[2:])) > 1  # fitted on a moving window, the threshold moves
+
+
+def test_pad_cat_and_valid_anchor_mask():
+    a, b = torch.ones(1, 3, 64, 96), torch.ones(2, 3, 96, 64)
+    both = pad_cat(a, b)
+    assert both.shape == (3, 3, 96, 96) and both[0, :, 64:].abs().sum() == 0
+    # two levels, strides 8 and 16 on a 96 x 96 batch; image 0 is 64 x 96 (rows >= 8 / >= 4 invalid)
+    mask = valid_anchor_mask([(12, 12), (6, 6)], [8, 16], [(64, 96), (96, 96)])
+    level0 = mask[0, :144].view(12, 12)
+    assert level0[:8].all() and not level0[8:].any()
+    assert mask[1].all()
+    assert mask[0, 144:].view(6, 6)[:4].all() and not mask[0, 144:].view(6, 6)[4:].any()
+
+
+def test_lr_warmup_and_steps():
+    cfg = TrainConfig(warmup_iters=500, warmup_ratio=0.001, lr_steps=[1000, 2000])
+    assert lr_factor(0, cfg) == pytest.approx(0.001)
+    assert lr_factor(250, cfg) == pytest.approx(0.5005)
+    assert lr_factor(600, cfg) == 1.0 and lr_factor(1500, cfg) == pytest.approx(0.1)
+    assert lr_factor(2500, cfg) == pytest.approx(0.01)
+
+
+class _Sized(torch.utils.data.Dataset):
+    def __init__(self, n):
+        self.n = n
+
+    def __len__(self):
+        return self.n
+
+
+def test_iteration_batches_cover_each_pass_and_split_ranks():
+    lab, unl = _Sized(5), _Sized(12)
+    ranks = [SemiIterationData(lab, unl, 1, 4, rank=r, world_size=2, max_iters=100, seed=3) for r in range(2)]
+    # over 6 iterations x 2 ranks x 1 labelled image, the first 5 positions are one permutation of the 5 images
+    first_pass = []
+    for it in range(3):
+        for r in range(2):
+            first_pass += [i for i, _ in ranks[r].items(it)[0]]
+    assert sorted(first_pass[:5]) == list(range(5))
+    unl_pass = [i for it in range(3) for r in range(2) for i, _ in ranks[r].items(it)[1]][:12]
+    assert sorted(unl_pass) == list(range(12))
+    nonces = [n for it in range(4) for r in range(2) for _, n in ranks[r].items(it)[1]]
+    assert len(set(nonces)) == len(nonces)  # every unlabelled draw has its own augmentation
+    again = SemiIterationData(lab, unl, 1, 4, rank=1, world_size=2, max_iters=100, seed=3)
+    assert again.items(7) == ranks[1].items(7)
+
+
+def test_summarize_gmm():
+    s = summarize_gmm([(1, 0.2), (2, 0.4), (3, 0.4), (4, 0.5)])
+    assert s["gmm_thr_first"] == 0.2 and s["gmm_thr_last"] == 0.5 and s["gmm_thr_distinct"] == 2
+    assert summarize_gmm([]) == {}
+
+
+def test_paper_configs_parse_and_carry_the_official_values():
+    for path in sorted((HERE / "configs").glob("*.yaml")):
+        config_from_dict(TrainConfig, load_yaml(path), source=str(path))
+    c10 = load_yaml(HERE / "configs" / "coco_10p.yaml")
+    assert (c10["lr"], c10["ema_momentum"], c10["unsup_weight"], c10["unsup_warmup"], c10["iou_factor"]) == \
+        (0.01, 0.9995, 2.0, 10000, 2.0)
+    assert (c10["labeled_per_gpu"], c10["unlabeled_per_gpu"], c10["max_iters"]) == (1, 4, 180000)
+    full = load_yaml(HERE / "configs" / "coco_full.yaml")
+    assert full["iou_factor"] == 3.0 and not full["bn_affine_trainable"] and full["ema_momentum"] == 0.9998
+    two = load_yaml(HERE / "configs" / "coco_10p_2x8.yaml")
+    assert (two["unlabeled_per_gpu"], two["lr"], two["unsup_weight"]) == (1, 0.005, 1.0)
+    assert load_yaml(HERE / "configs" / "voc.yaml")["unsup_warmup"] == 1000
+
+
+# ------------------------------------------------------------------------------------------------- end to end
+@pytest.mark.smoke
+def test_smoke_run_beats_an_untrained_teacher_and_the_gmm_threshold_adapts(tmp_path):
+    out = tmp_path / "run"
+    run("train.sh", "--config", "configs/smoke.yaml", "--out_dir", str(out), "--progress", "false")
+    train = json.loads((out / "metrics.json").read_text())
+    assert train["bbox_mAP"] > MAP_FLOOR, train
+    assert train["gmm_thr_std"] > 0.01 and train["gmm_thr_distinct"] > 3, train  # not a constant threshold
+    for picture in ("detections.png", "gmm_threshold.png"):
+        assert (out / picture).stat().st_size > 0
+    run("eval.sh", "--checkpoint", str(out / "checkpoints" / "last.pt"), "--out_dir", str(tmp_path / "eval"),
+        "--progress", "false")
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["bbox_mAP"] == pytest.approx(train["bbox_mAP"], abs=1e-6)
+    # The same config with zero iterations evaluates the untrained teacher on the same validation images.
+    run("train.sh", "--config", "configs/smoke.yaml", "--out_dir", str(tmp_path / "untrained"), "--max_iters", "0",
+        "--progress", "false")
+    untrained = json.loads((tmp_path / "untrained" / "metrics.json").read_text())
+    assert untrained["bbox_mAP"] < MAP_FLOOR / 3, untrained
+
+
+def test_resume_ends_with_the_same_weights(tmp_path):
+    args = ["--config", str(HERE / "configs" / "smoke.yaml"), "--progress", "false", "--eval_every", "0",
+            "--synthetic_train", "12", "--synthetic_val", "2", "--unsup_warmup", "0", "--ema_momentum", "0.5"]
+    train_main(args + ["--out_dir", str(tmp_path / "a"), "--max_iters", "4"])
+    train_main(args + ["--out_dir", str(tmp_path / "b"), "--max_iters", "2"])  # "killed" after iteration 2
+    train_main(args + ["--out_dir", str(tmp_path / "b"), "--max_iters", "4", "--resume", "true"])
+    a = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
+    b = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")
+    assert a["step"] == b["step"] == 4
+    for key in ("model", "teacher"):
+        for name, value in a[key].items():
+            assert torch.equal(value, b[key][name]), (key, name)
+    assert torch.equal(a["pseudo_scores"][0], b["pseudo_scores"][0])
