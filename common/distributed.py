@@ -4,6 +4,7 @@ Launch with `torchrun --standalone --nproc_per_node N -m <method>.train ...` (wh
 does). Without torchrun's environment variables everything here degrades to a single process.
 """
 import dataclasses
+import datetime
 import os
 
 import torch
@@ -43,7 +44,9 @@ def init_distributed(device="auto", cpu_threads=0):
     if info.enabled and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         kwargs = {"device_id": dev} if dev.type == "cuda" else {}
-        dist.init_process_group(backend=backend, rank=info.rank, world_size=world_size, **kwargs)
+        # generous timeout: rank 0 alone may run a long evaluation (e.g. COCO val) while the others wait
+        dist.init_process_group(backend=backend, rank=info.rank, world_size=world_size,
+                                timeout=datetime.timedelta(hours=2), **kwargs)
     return info, dev
 
 

@@ -8,8 +8,11 @@ Dataset settings (`--dataset`):
   coco_full  all of train2017 labelled + unlabeled2017 (`annotations/image_info_unlabeled2017.json`,
              `unlabeled2017/`), the paper's "100% + unlabelled" setting;
   voc        VOCdevkit/VOC2007 trainval labelled + VOC2012 trainval unlabelled, tested on VOC2007 test, converted
-             once to COCO JSON (STAC's class order) next to the XML files;
-  synthetic  a generated shapes dataset in COCO format inside the run directory (`percent` of it labelled).
+             once to COCO JSON (STAC's class order) next to the XML files; difficult objects are kept as plain
+             objects, as in the STAC JSON the official config trains and evaluates on;
+  synthetic  a generated shapes dataset in COCO format inside the run directory (`percent` of it labelled);
+  custom     any COCO-format data: `--train_ann/--train_images` (split by `percent` into the run directory, or
+             all labelled when `--unlabeled_ann/--unlabeled_images` are given) and `--val_ann/--val_images`.
 
 Batching (official `SemiBalanceSampler(sample_ratio=[1, 4])`): every rank takes `labeled_per_gpu` labelled and
 `unlabeled_per_gpu` unlabelled images per iteration. Instead of a stateful sampler, `SemiIterationData[it]` builds
@@ -34,9 +37,9 @@ from common.data.detection_transforms import (
 )
 from common.data.shapes import write_shapes_dataset
 from common.data.voc import write_voc_coco
-from common.errors import DataError
+from common.errors import ConfigError, DataError
 
-DATASETS = ("coco", "coco_full", "voc", "synthetic")
+DATASETS = ("coco", "coco_full", "voc", "synthetic", "custom")
 
 
 def _root(cfg, default_name):
@@ -62,6 +65,17 @@ def dataset_files(cfg, run_dir, rank=0):
         split = _semi_split(ann / "instances_train.json", cfg, root / "semi_supervised", rank)
         return dict(labeled=(split["labeled"], root / "images"), unlabeled=(split["unlabeled"], root / "images"),
                     val=(ann / "instances_val.json", root / "images"))
+    if cfg.dataset == "custom":
+        missing = [k for k in ("train_ann", "train_images", "val_ann", "val_images") if not getattr(cfg, k)]
+        if missing:
+            raise ConfigError(f"dataset custom needs --{' --'.join(missing)} (COCO instances JSON + image folder)")
+        val = (Path(cfg.val_ann), Path(cfg.val_images))
+        if cfg.unlabeled_ann:
+            return dict(labeled=(Path(cfg.train_ann), Path(cfg.train_images)),
+                        unlabeled=(Path(cfg.unlabeled_ann), Path(cfg.unlabeled_images or cfg.train_images)), val=val)
+        split = _semi_split(cfg.train_ann, cfg, Path(run_dir) / "splits", rank)
+        return dict(labeled=(split["labeled"], Path(cfg.train_images)),
+                    unlabeled=(split["unlabeled"], Path(cfg.train_images)), val=val)
     if cfg.dataset in ("coco", "coco_full"):
         root = _root(cfg, "coco")
         ann = root / "annotations"
@@ -81,13 +95,13 @@ def dataset_files(cfg, run_dir, rank=0):
                              ("val", "2007", "test")):
         out = root / f"VOC{year}" / f"instances_{split}.json"
         if rank == 0 and not out.exists():
-            write_voc_coco(root, year, split, out)
+            write_voc_coco(root, year, split, out, keep_difficult="object")
         files[key] = (out, root / f"VOC{year}" / "JPEGImages")
     return files
 
 
 def _semi_split(ann_file, cfg, out_dir, rank):
-    if not Path(ann_file).exists():
+    if rank == 0 and not Path(ann_file).exists():  # other ranks wait at the caller's barrier for rank 0's files
         load_coco_json(ann_file)  # raises the DataError that says where the file comes from
     fmt = f"{cfg.percent:g}"
     stem = Path(ann_file).stem
@@ -135,8 +149,9 @@ def build_train_sets(files, cfg):
 
 
 def build_val_set(files, cfg):
+    # mmdet filters nothing in test mode: every image of the annotation file is evaluated
     return CocoDetection(*files["val"], transform=Tensorize(test_pipeline(cfg.max_long, cfg.test_short)),
-                         filter_empty=False, seed=cfg.seed)
+                         filter_empty=False, min_size=0, seed=cfg.seed)
 
 
 def _pass_index(position, size, seed, salt):

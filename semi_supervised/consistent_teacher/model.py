@@ -385,29 +385,33 @@ class ConsistentTeacherDetector(nn.Module):
         return DetectorOutput(cls_logits, boxes, anchors, anchor_priors(anchors), level_sizes, tuple(self.strides))
 
     @torch.no_grad()
-    def predict(self, images, img_shapes, *, score_thr=0.05, nms_pre=1000, iou_thr=0.6, max_per_img=100):
+    def predict(self, images, img_shapes, *, score_thr=0.05, nms_pre=1000, iou_thr=0.6, max_per_img=100,
+                clip=False):
         """Detections per image (the official test_cfg); see `postprocess`. img_shapes: [(h, w)] unpadded sizes."""
         out = self(images)
         return postprocess(out.cls_logits, out.boxes, out.level_sizes, img_shapes, score_thr=score_thr,
-                           nms_pre=nms_pre, iou_thr=iou_thr, max_per_img=max_per_img)
+                           nms_pre=nms_pre, iou_thr=iou_thr, max_per_img=max_per_img, clip=clip)
 
 
 def postprocess(cls_logits, boxes, level_sizes, img_shapes, *, score_thr=0.05, nms_pre=1000, iou_thr=0.6,
-                max_per_img=100):
+                max_per_img=100, clip=False):
     """`FAM3DHead._get_bboxes_single` + mmdet `_bbox_post_process` for a batch.
 
     Per image and level: the (anchor, class) pairs with sigmoid probability > score_thr, the nms_pre highest
     (nms_pre <= 0 keeps all); an anchor may give several classes. All levels then go through class-aware NMS
     (`batched_nms` at iou_thr) and the max_per_img highest-scoring survivors are kept, sorted by score.
-    Boxes are clipped to the image's (h, w) before NMS, as mmdet's generic heads decode with `max_shape`
-    (the official FAM3DHead override leaves them unclipped). Returns a list of dicts with boxes (N, 4),
+    As the official FAM3DHead override, boxes are NOT clipped to the image (pseudo boxes are clipped later, when
+    they are mapped into the student view); `clip=True` clips them to the image's (h, w) before NMS, as mmdet's
+    generic heads do. Scores are computed in float32 even under bf16 autocast (the official head is
+    `force_fp32`; bf16 scores would tie and break the count prior). Returns a list of dicts with boxes (N, 4),
     scores (N,) and labels (N,) int64.
     """
     splits = [h * w for h, w in level_sizes]
     results = []
     for logits_i, boxes_i, (h, w) in zip(cls_logits, boxes, img_shapes, strict=True):
         det_boxes, det_scores, det_labels = [], [], []
-        for probs, level_boxes in zip(logits_i.sigmoid().split(splits), boxes_i.split(splits), strict=True):
+        probs_i, boxes_i = logits_i.float().sigmoid(), boxes_i.float()
+        for probs, level_boxes in zip(probs_i.split(splits), boxes_i.split(splits), strict=True):
             keep = (probs > score_thr).nonzero()  # (N, 2): anchor, class
             scores, order = probs[keep[:, 0], keep[:, 1]].sort(descending=True)
             if nms_pre > 0:
@@ -415,7 +419,9 @@ def postprocess(cls_logits, boxes, level_sizes, img_shapes, *, score_thr=0.05, n
             det_boxes.append(level_boxes[keep[order, 0]])
             det_scores.append(scores)
             det_labels.append(keep[order, 1])
-        det_boxes = clip_boxes_to_image(torch.cat(det_boxes), (int(h), int(w)))
+        det_boxes = torch.cat(det_boxes)
+        if clip:
+            det_boxes = clip_boxes_to_image(det_boxes, (int(h), int(w)))
         det_scores, det_labels = torch.cat(det_scores), torch.cat(det_labels)
         keep = batched_nms(det_boxes, det_scores, det_labels, iou_thr)[:max_per_img]
         results.append(dict(boxes=det_boxes[keep], scores=det_scores[keep], labels=det_labels[keep]))

@@ -62,7 +62,7 @@ class PseudoLabeler(nn.Module):
         official log's `gmm_thr`, the per-class thresholds set this step as {class: tau})."""
         stage1 = []
         for det in detections:
-            boxes, scores, labels = det["boxes"], det["scores"], det["labels"]
+            boxes, scores, labels = det["boxes"].float(), det["scores"].float(), det["labels"]
             if len(scores):
                 ranked = scores.sort(descending=True).values
                 n = min(int(float(ranked.sum()) * self.dynamic_ratio + 0.5), len(ranked) - 1)

@@ -36,8 +36,15 @@ MODELS = ("paper", "tiny")
 class TrainConfig(RunConfig):
     # data
     dataset: str = option("coco", "coco: partial-label split of train2017; coco_full: train2017 + unlabeled2017; "
-                          "voc: VOC07 + VOC12; synthetic: generated shapes", choices=DATASETS)
+                          "voc: VOC07 + VOC12; synthetic: generated shapes; custom: your COCO-format files",
+                          choices=DATASETS)
     data_root: str = option("", "dataset folder (default: $DATA_ROOT/coco or $DATA_ROOT/VOCdevkit)")
+    train_ann: str = option("", "dataset=custom: COCO instances JSON of the training images")
+    train_images: str = option("", "dataset=custom: folder of the training images")
+    unlabeled_ann: str = option("", "dataset=custom: optional separate unlabelled set (then train_ann is all labelled)")
+    unlabeled_images: str = option("", "dataset=custom: folder of the unlabelled images (default: train_images)")
+    val_ann: str = option("", "dataset=custom: COCO instances JSON of the evaluation images")
+    val_images: str = option("", "dataset=custom: folder of the evaluation images")
     percent: float = option(10.0, "labelled percentage of train2017 (coco, synthetic)")
     fold: int = option(1, "split fold = numpy seed of the split (official: 1)")
     synthetic_train: int = option(64, "generated training images (dataset=synthetic)")

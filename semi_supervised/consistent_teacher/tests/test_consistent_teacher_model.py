@@ -289,12 +289,16 @@ def test_postprocess_topk_class_aware_nms_clip_and_max_per_img():
     probs[0, 3, 1] = 0.5
     probs[0, 4, 0] = 0.04  # below score_thr
     cls_logits = probs.clone().apply_(logit)
-    (det,) = postprocess(cls_logits, boxes, level_sizes, [(40, 100)])
+    (det,) = postprocess(cls_logits, boxes, level_sizes, [(40, 100)], clip=True)
     assert det["labels"].tolist() == [0, 1, 2, 1]
     torch.testing.assert_close(det["scores"], torch.tensor([0.9, 0.7, 0.6, 0.5]))
     assert det["boxes"][3].tolist() == [0.0, 20.0, 100.0, 30.0]  # clipped to (h, w) = (40, 100)
     assert det["boxes"][2].tolist() == [50.0, 40.0, 60.0, 40.0]
     assert det["labels"].dtype == torch.int64
+    (unclipped,) = postprocess(cls_logits, boxes, level_sizes, [(40, 100)])  # the official default
+    assert unclipped["boxes"][3].tolist() == [-5.0, 20.0, 200.0, 30.0]
+    (bf16,) = postprocess(cls_logits.bfloat16(), boxes, level_sizes, [(40, 100)])
+    assert bf16["scores"].dtype == torch.float32
     (det,) = postprocess(cls_logits, boxes, level_sizes, [(40, 100)], max_per_img=2)
     assert det["scores"].tolist() == pytest.approx([0.9, 0.7])
     # nms_pre is per level: the first level keeps its 2 best (anchor, class) pairs, the second level its own.
@@ -310,7 +314,7 @@ def test_predict_returns_sorted_boxes_inside_the_image():
     model = ConsistentTeacherDetector.tiny(3).train()
     with torch.no_grad():
         model.bbox_head.tood_cls.bias.fill_(2.0)  # every (anchor, class) pair passes score_thr
-    dets = model.predict(images(2, 64, 96), [(60, 90), (64, 70)], max_per_img=20)
+    dets = model.predict(images(2, 64, 96), [(60, 90), (64, 70)], max_per_img=20, clip=True)
     assert model.training and len(dets) == 2
     for det, (h, w) in zip(dets, [(60, 90), (64, 70)], strict=True):
         assert 0 < len(det["boxes"]) <= 20
