@@ -257,6 +257,7 @@ class ResNet50Backbone(nn.Module):
         _freeze(stages[:frozen_stages + 1])
         if not bn_affine_trainable:
             _freeze(m for m in self.modules() if isinstance(m, nn.BatchNorm2d))
+        self.train()  # norm_eval from the start, not only after the first .train() call
 
     def train(self, mode=True):
         super().train(mode)

@@ -65,6 +65,8 @@ def test_paper_variant_shapes_frozen_stages_norm_eval_and_weight_loading(tmp_pat
     assert bb.layer2[0].bn1.weight.requires_grad  # BN affine trainable (COCO-partial configs)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
     assert len(bns) == 53 and not any(m.training for m in bns)  # norm_eval
+    fresh = ConsistentTeacherDetector.paper(80)  # norm_eval holds before any .train() call too
+    assert not any(m.training for m in fresh.modules() if isinstance(m, nn.BatchNorm2d))
     assert model.bbox_head.training and model.bbox_head.cls_convs[0].gn.num_groups == 32
     assert model.bbox_head.pyramid_mapping_module[0].weight.shape == (64, 2048, 1, 1)
     stats = bns[5].running_mean.clone()
