@@ -250,5 +250,13 @@ def test_real_davis2016_sequences_score_against_themselves_and_a_shift(real_data
         assert shifted[s.name][0][0] == pytest.approx(direct)
     glob, _ = davis_summary(per_seq)
     assert glob["j_mean"] == 1.0 and glob["f_mean"] == 1.0 and glob["jf_mean"] == 1.0
-    glob_shift, _ = davis_summary(shifted)
+    glob_shift, per_obj = davis_summary(shifted)
     assert 0.2 < glob_shift["j_mean"] < 0.95 and 0.05 < glob_shift["f_mean"] < 0.95
+    # the official davis2017-evaluation (commit ac7c43f, DAVISEvaluation semi-supervised) on these very
+    # predictions written as palette PNGs (GT as palette PNGs with id 1), measured 2026-11-23; see vos/ino/README.md
+    official = dict(jf_mean=0.5381400603352924, j_mean=0.6645907832787921, j_recall=1.0,
+                    j_decay=-0.03396035486239557, f_mean=0.4116893373917927, f_recall=0.5,
+                    f_decay=-0.012042500669716044)
+    assert glob_shift == pytest.approx(official, abs=1e-12)
+    assert per_obj["dog_1"]["f_mean"] == pytest.approx(0.29246330048636887, abs=1e-12)
+    assert per_obj["blackswan_1"]["j_decay"] == pytest.approx(0.00020569547797233412, abs=1e-12)
