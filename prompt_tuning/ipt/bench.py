@@ -16,6 +16,7 @@ the batch's real tokens (batch_size x seq_len), not prompt slots. Cases:
 Peak memory: `torch.cuda.max_memory_allocated` on CUDA; not measured on CPU (reported as null).
 """
 import dataclasses
+import importlib.metadata
 import json
 import statistics
 import time
@@ -112,7 +113,18 @@ def measure(name, model, cfg, device, peer=False):
     t = statistics.median(times)
     return {"case": name, "step_s": t, "tokens_per_s": cfg.batch_size * cfg.seq_len / t,
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,
-            "trainable_params": sum(p.numel() for p in params)}
+            "trainable_params": sum(p.numel() for p in params), "step_times_s": times}
+
+
+def versions():
+    """torch, and transformers / peft where installed (the peer's versions go with its numbers)."""
+    found = {"torch": torch.__version__}
+    for name in ("transformers", "peft"):
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = None
+    return found
 
 
 def run(cfg):
@@ -144,7 +156,8 @@ def run(cfg):
             "tokens_per_s"]
     if "ours_ptuning_v2" in by and "ours_ipt_prefix" in by:
         ratios["ipt_step_over_ptuning_v2_step"] = by["ours_ipt_prefix"]["step_s"] / by["ours_ptuning_v2"]["step_s"]
-    out = {"device": str(device), "torch": torch.__version__, "config": dataclasses.asdict(cfg), "cases": results,
+    out = {"device": str(device), "torch": torch.__version__, "versions": versions(),
+           "threads": torch.get_num_threads(), "config": dataclasses.asdict(cfg), "cases": results,
            "skipped": skipped, "ratios": ratios}
     return out
 

@@ -18,5 +18,5 @@ def test_bench_runs_on_a_tiny_shape_and_writes_json(tmp_path):
     assert "ipt_step_over_ptuning_v2_step" in out["ratios"]
     if importlib.util.find_spec("peft") is None:
         assert "peft" in saved["skipped"]["peft_prefix"]
-    else:
-        assert "peft_prefix" in cases
+    else:  # same configuration: PEFT's prefix (n x 2 L d) + classifier equals ours
+        assert cases["peft_prefix"]["trainable_params"] == cases["ours_ptuning_v2"]["trainable_params"]
