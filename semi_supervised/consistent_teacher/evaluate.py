@@ -77,11 +77,12 @@ def draw_boxes(image_bgr, boxes, labels, scores=None, class_names=(), color=(0, 
 
 
 def detection_grid(shown, class_names, columns=4, cell=256):
-    """A grid of images with their detections (score >= 0.3), each cell scaled to `cell` px on its long side."""
+    """A grid of images with their detections (score >= 0.3; boxes without scores are all drawn), each cell
+    scaled to `cell` px on its long side."""
     tiles = []
     for image, (h, w), det in shown:
         canvas = denormalize(image)[:h, :w]
-        canvas = draw_boxes(canvas, det["boxes"], det["labels"], det["scores"], class_names)
+        canvas = draw_boxes(canvas, det["boxes"], det["labels"], det.get("scores"), class_names)
         scale = cell / max(h, w)
         tile = np.full((cell, cell, 3), 255, np.uint8)
         small = cv2.resize(canvas, (max(1, round(w * scale)), max(1, round(h * scale))))

@@ -71,10 +71,11 @@ def pseudo_targets(teacher, pseudo_labeler, weak, strong, cfg):
     return boxes, labels, gmm_thr
 
 
-def semi_supervised_loss(student, teacher, pseudo_labeler, batch, cfg, step, reduce_mean=None):
+def semi_supervised_loss(student, teacher, pseudo_labeler, batch, cfg, step, reduce_mean=None, pseudo_out=None):
     """Loss of one iteration. `student` may be DDP-wrapped; `teacher` is the bare EMA model in eval mode.
 
-    Returns (total loss, dict of logged floats)."""
+    Returns (total loss, dict of logged floats). A dict given as `pseudo_out` receives this iteration's pseudo
+    boxes and labels in the strong views (for pictures)."""
     lab, weak, strong = batch["labeled"], batch.get("weak"), batch.get("strong")
     n_lab = lab["image"].shape[0]
     logs = {}
@@ -83,6 +84,8 @@ def semi_supervised_loss(student, teacher, pseudo_labeler, batch, cfg, step, red
         images = pad_cat(lab["image"], strong["image"])
         shapes = list(lab["img_shape"]) + list(strong["img_shape"])
         logs.update(gmm_thr=gmm_thr, pseudo_boxes_per_image=sum(len(b) for b in p_boxes) / max(1, len(p_boxes)))
+        if pseudo_out is not None:
+            pseudo_out.update(boxes=p_boxes, labels=p_labels)
     else:
         images, shapes = lab["image"], list(lab["img_shape"])
     out = student(images)

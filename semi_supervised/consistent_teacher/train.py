@@ -13,6 +13,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+import cv2
 import torch
 
 from common.checkpoint import load_checkpoint, save_checkpoint
@@ -24,7 +25,7 @@ from common.rundir import Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
 
 from .data import DATASETS, SemiIterationData, build_train_sets, build_val_set, dataset_files, iteration_loader
-from .evaluate import evaluate
+from .evaluate import detection_grid, evaluate
 from .model import ConsistentTeacherDetector
 from .semi_step import semi_supervised_loss, to_device
 from .teacher import PseudoLabeler, ema_momentum, ema_update
@@ -192,8 +193,15 @@ def main(argv=None):
     for batch in bar:
         ema_update(teacher, student, ema_momentum(step, cfg.ema_momentum))  # before the iteration (MeanTeacher)
         batch = {k: to_device(v, device) for k, v in batch.items()}
+        last = {} if step == cfg.max_iters - 1 else None  # keep the final iteration's pseudo boxes for a picture
         with autocast(device, cfg.amp):
-            loss, logs = semi_supervised_loss(net, teacher, pseudo, batch, cfg, step, reduce)
+            loss, logs = semi_supervised_loss(net, teacher, pseudo, batch, cfg, step, reduce, pseudo_out=last)
+        if last and dist.is_main:
+            strong = batch["strong"]
+            shown = [(strong["image"][i].float().cpu(), strong["img_shape"][i],
+                      dict(boxes=last["boxes"][i].float().cpu(), labels=last["labels"][i].cpu()))
+                     for i in range(len(last["boxes"]))]
+            cv2.imwrite(str(run.dir / "pseudo_labels.png"), detection_grid(shown, labeled.class_names))
         check_finite(loss, step, run.last_checkpoint)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
