@@ -32,7 +32,7 @@ from common.rundir import Run
 
 from .checkpoints import load_backbone
 from .data import SMOKE
-from .propagation import overlay, propagate_chunked, propagate_dense, propagate_video
+from .propagation import LATE_OBJECTS, overlay, propagate_chunked, propagate_dense, propagate_video
 
 HERE = Path(__file__).resolve().parent
 
@@ -60,6 +60,11 @@ class EvalConfig(RunConfig):
                               choices=("chunked", "dense"))
     feature_control: str = option("none", "shuffled: permute the token positions of every frame's features "
                                   "(a negative control that must fail)", choices=("none", "shuffled"))
+    late_objects: str = option("chains", "YouTube-VOS objects first annotated after the first frame: chains (as "
+                               "INO/DUL: each starts its own reference chain, chains merged by summing their "
+                               "predictions masked to the ids they own) or inject (one chain: the given mask "
+                               "overwrites the propagated ids and its frame joins frame 0 as a long-term context)",
+                               choices=LATE_OBJECTS)
     all_frames: bool = option(False, "YouTube-VOS: propagate over <split>_all_frames (30 fps) and write only the "
                               "frames of <split>/JPEGImages (every 5th), as STM/INO-style evaluations do")
     overlay_every: int = option(4, "write an overlay picture every this many frames (0: none)")
@@ -135,7 +140,7 @@ def main(argv=None):
     propagate = propagate_chunked if cfg.propagation == "chunked" else propagate_dense
     kw = dict(block=block, short_side=short_side, n_context=cfg.n_context, radius=cfg.radius, topk=cfg.topk,
               temperature=cfg.temperature, chunk_size=cfg.chunk_size, device=device, amp=cfg.amp,
-              propagate=propagate)
+              late_objects=cfg.late_objects, propagate=propagate)
     run.log.info("%s in %s, block %d, short side %s, device %s", dataset, root, block, short_side, device)
     frames_done, start = 0, time.perf_counter()
     if dataset == "davis":

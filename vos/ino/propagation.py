@@ -124,21 +124,36 @@ def frame_features(backbone, frame, block, short_side, device, amp=False):
     return F.normalize(feats.float(), dim=-1)
 
 
+LATE_OBJECTS = ("chains", "inject")
+
+
 @torch.no_grad()
 def propagate_video(backbone, frames, first_ids, *, block=7, short_side=480, n_context=10, radius=40, topk=5,
                     temperature=0.1, chunk_size=1000, device="cpu", amp=False, num_classes=None,
-                    injections=None, propagate=propagate_chunked):
+                    injections=None, late_objects="chains", propagate=propagate_chunked):
     """Segment a video from its first-frame annotation (semi-supervised protocol).
 
     Args:
         frames: sequence of (H, W, 3) uint8 frames (read lazily if it is a lazy sequence).
         first_ids: (H, W) ids of frame 0 (0 background, 255 void).
         injections: {t: (H, W) ids} annotations of objects that first appear at frame t > 0 (YouTube-VOS).
-            Their pixels overwrite the propagated labels there (seg = (1 - s) seg + s gt), and frame t joins
-            frame 0 as a long-term context, so later frames keep a reference for the new objects.
+        late_objects: how the objects of `injections` enter.
+            "chains" (INO / DUL `infer_vos.py`, default): the ids first seen at frame t (ids already known are
+            ignored there) start a new reference chain at t. The soft labels of t become
+            (1 - s) * pred + s * gt, s the grid coverage of the new objects' bilinearly downsampled masks,
+            and frame t is the chain's long-term context. Every chain propagates from its start frame plus the
+            previous `n_context` frames after that start (all frames' stored labels are the merged ones);
+            the frame's labels are the sum of the chains' predictions, each masked to the ids the chain owns
+            (chain 0: the channels present in frame 0's grid labels, background included; chain t: its new
+            ids). The output at t is the argmax of these blended labels.
+            "inject": one chain; the given pixels of frame t overwrite the propagated ids exactly, the labels
+            of t become gt + (1 - s) * pred, and frame t joins frame 0 as a long-term context.
+            Either way memory stays bounded: the recent frames plus one start frame per chain are kept.
         propagate: `propagate_chunked` (default) or `propagate_dense` (same output, more memory).
     Returns a list of (H, W) uint8 id maps, frame 0 being `first_ids` (void set to 0).
     """
+    if late_objects not in LATE_OBJECTS:
+        raise ValueError(f"late_objects={late_objects!r} is not one of {', '.join(LATE_OBJECTS)}")
     device = torch.device(device)
     injections = injections or {}
     first_ids = np.asarray(first_ids)
@@ -146,27 +161,57 @@ def propagate_video(backbone, frames, first_ids, *, block=7, short_side=480, n_c
         num_classes = 1 + max([int(a[a != 255].max(initial=0)) for a in (first_ids, *injections.values())])
     feat = frame_features(backbone, frames[0], block, short_side, device, amp)
     h, w, _ = feat.shape
-    long_term = [(feat.reshape(h * w, -1), ids_to_grid(first_ids, num_classes, h, w).to(device).reshape(-1, h * w))]
-    recent = collections.deque(maxlen=n_context)
+    first = (feat.reshape(h * w, -1), ids_to_grid(first_ids, num_classes, h, w).to(device).reshape(-1, h * w))
+    kw = dict(topk=topk, temperature=temperature, radius=radius,
+              **({"chunk_size": chunk_size} if propagate is propagate_chunked else {}))
+
+    def predict(query, ctx):  # ctx: list of (features (N, D), labels (C, N)) -> (C, N)
+        return propagate(query, torch.stack([k for k, _ in ctx]), torch.stack([y for _, y in ctx]), h, w, **kw)
+
+    def given_grid(given):  # (H, W) ids of newly given objects -> (C, N) grid labels, background channel 0
+        gt = ids_to_grid(given, num_classes, h, w).to(device).reshape(-1, h * w)
+        gt[0] = 0  # only the annotated objects overwrite; their background says nothing about others
+        return gt
+
     out = [np.where(first_ids == 255, 0, first_ids).astype(np.uint8)]
+    if late_objects == "inject":
+        long_term, recent = [first], collections.deque(maxlen=n_context)
+        for t in range(1, len(frames)):
+            frame = frames[t]
+            feat = frame_features(backbone, frame, block, short_side, device, amp).reshape(h * w, -1)
+            seg = predict(feat, long_term + list(recent))
+            ids = grid_to_ids(seg.reshape(-1, h, w), backbone.patch_size, frame.shape[:2])
+            if t in injections:
+                given = np.asarray(injections[t])
+                ids = np.where((given > 0) & (given != 255), given, ids).astype(np.uint8)  # given masks kept
+                gt = given_grid(given)
+                seg = (1 - gt.sum(0, keepdim=True).clamp(max=1)) * seg + gt
+                long_term.append((feat, seg))
+            recent.append((feat, seg))
+            out.append(ids)
+        return out
+
+    # chains: (start frame, its features, its labels, (C, 1) 0/1 mask of the channels the chain owns)
+    chains = [(0, *first, (first[1].amax(1, keepdim=True) > 0).to(first[1].dtype))]
+    known = set(np.unique(first_ids).tolist()) | {0, 255}
+    recent = collections.deque(maxlen=n_context)  # (t, features, merged labels) of the last n_context frames
     for t in range(1, len(frames)):
         frame = frames[t]
         feat = frame_features(backbone, frame, block, short_side, device, amp).reshape(h * w, -1)
-        ctx = long_term + list(recent)
-        seg = propagate(feat, torch.stack([k for k, _ in ctx]), torch.stack([y for _, y in ctx]), h, w,
-                        topk=topk, temperature=temperature, radius=radius,
-                        **({"chunk_size": chunk_size} if propagate is propagate_chunked else {}))
-        ids = grid_to_ids(seg.reshape(-1, h, w), backbone.patch_size, frame.shape[:2])
-        if t in injections:
+        seg = sum(owned * predict(feat, [(k0, y0)] + [(k, y) for tt, k, y in recent if tt > t0])
+                  for t0, k0, y0, owned in chains)
+        new = sorted(set(np.unique(injections[t]).tolist()) - known) if t in injections else []
+        if new:  # these objects start a chain here
+            known.update(new)
             given = np.asarray(injections[t])
-            ids = np.where((given > 0) & (given != 255), given, ids).astype(np.uint8)  # given masks kept exactly
-            gt = ids_to_grid(given, num_classes, h, w).to(device).reshape(-1, h * w)
-            gt[0] = 0  # only the annotated objects overwrite; their background says nothing about others
-            cover = gt.sum(0, keepdim=True).clamp(max=1)
-            seg = (1 - cover) * seg + gt
-            long_term.append((feat, seg))
-        recent.append((feat, seg))
-        out.append(ids)
+            gt = given_grid(np.where(np.isin(given, new), given, 0))
+            cover = gt.sum(0, keepdim=True)
+            seg = (1 - cover) * seg + cover * gt
+            owned = torch.zeros(num_classes, 1, dtype=seg.dtype, device=device)
+            owned[[i for i in new if i < num_classes]] = 1
+            chains.append((t, feat, seg, owned))
+        recent.append((t, feat, seg))
+        out.append(grid_to_ids(seg.reshape(-1, h, w), backbone.patch_size, frame.shape[:2]))
     return out
 
 
