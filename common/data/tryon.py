@@ -27,8 +27,10 @@ Layouts read here (one `TryOnDataset`, chosen by ``layout``):
       <root>/images/<id>_0.jpg (person), <id>_1.jpg (garment); label_maps/<id>_4.png (DressCode's 18 labels);
       keypoints/<id>_2.json ({"keypoints": [[x, y, c, id] * 18]} in 384x512 pixels); skeletons/<id>_5.jpg
 
-  Label maps are mapped to LIP ids (`DRESSCODE_TO_LIP`) so the same agnostic builder applies; that builder
-  is DAFlow's upper-body recipe, right for ``upper_body`` only.
+  The category (``upper_body``, ``lower_body``, ``dresses``) is the folder's name unless given (`dresscode_category`).
+  ``upper_body``: label maps are mapped to LIP ids (`DRESSCODE_TO_LIP`) and DAFlow's upper-body recipe
+  (`agnostic_person`) builds the agnostic, as for VITON. ``lower_body`` / ``dresses``: DressCode's own loader recipe
+  (`dresscode_agnostic`) on the DressCode labels, which hides the pants/skirt or the dress and the legs.
 
 Naming inversion: DAFlow's ``test_pairs.txt`` is paired, CP-VTON+'s ``test_pairs.txt`` is unpaired (its paired file
 is ``test_pairs_same.txt``) and VITON-HD's is unpaired; `pair_list_path` resolves (layout, mode) to the right file.
@@ -37,6 +39,7 @@ For ``cpvton`` and ``viton_hd`` the agnostic image and the skeleton are built on
 (`agnostic_person`, `common.data.openpose.render_skeleton`), exactly as DAFlow's offline scripts build the
 ``daflow`` layout's files. Samples are dicts of float tensors in [-1, 1] (ToTensor + Normalize(0.5, 0.5)).
 """
+import os
 from pathlib import Path
 
 import cv2
@@ -48,7 +51,8 @@ from ..errors import DataError
 from .openpose import body25_to_coco18, coco18_to_body25, read_openpose_json, render_skeleton, write_openpose_json
 
 __all__ = ["LAYOUTS", "LIP_LABELS", "DRESSCODE_TO_LIP", "read_dresscode_keypoints", "read_rgb", "read_label_map",
-           "image_to_tensor", "read_pairs", "pair_list_path", "agnostic_person", "TryOnDataset",
+           "image_to_tensor", "read_pairs", "pair_list_path", "agnostic_person", "DRESSCODE_CATEGORIES",
+           "dresscode_category", "dresscode_agnostic_mask", "dresscode_agnostic", "TryOnDataset",
            "write_synthetic_tryon"]
 
 LAYOUTS = ("daflow", "cpvton", "viton_hd", "dresscode")
@@ -188,6 +192,109 @@ def agnostic_person(image, parse, keypoints, radius=None):
     return out
 
 
+DRESSCODE_CATEGORIES = ("upper_body", "lower_body", "dresses")
+# DressCode label ids (aimagelab/dress-code data/labelmap.py).
+_DC_HAT, _DC_HAIR, _DC_SUNGLASSES, _DC_UPPER, _DC_SKIRT, _DC_PANTS, _DC_DRESS = 1, 2, 3, 4, 5, 6, 7
+_DC_SHOES, _DC_HEAD, _DC_LEGS, _DC_ARMS, _DC_BAG, _DC_SCARF = (9, 10), 11, (12, 13), (14, 15), 16, 17
+# Per category: the labels that are removed (garment to replace, plus the skin it may cover) and the labels that are
+# always kept on top of the common ones (hat, hair, sunglasses, shoes, bag, scarf).
+_DC_REMOVED = {"upper_body": (_DC_UPPER,), "lower_body": (_DC_PANTS, _DC_SKIRT) + _DC_LEGS,
+               "dresses": (_DC_DRESS,) + _DC_LEGS}
+_DC_KEPT = {"upper_body": (_DC_SKIRT, _DC_PANTS), "lower_body": (_DC_UPPER,) + _DC_ARMS, "dresses": ()}
+_DC_KEPT_ALWAYS = (_DC_HAT, _DC_HAIR, _DC_SUNGLASSES, _DC_BAG, _DC_SCARF) + _DC_SHOES
+
+
+def dresscode_category(root, category="auto"):
+    """The DressCode category of a dataset folder: `category` itself, or (``"auto"``) the folder's name.
+
+    DressCode ships one folder per category (``DressCode/{upper_body,lower_body,dresses}``); a copy under another
+    name needs the category given explicitly. Raises DataError when auto cannot tell, ValueError on a bad name.
+    """
+    if category in DRESSCODE_CATEGORIES:
+        return category
+    if category != "auto":
+        raise ValueError(f"category must be one of {DRESSCODE_CATEGORIES + ('auto',)}, got {category!r}")
+    name = Path(os.path.abspath(root)).name
+    if name in DRESSCODE_CATEGORIES:
+        return name
+    raise DataError(root, f"a DressCode category folder named one of {', '.join(DRESSCODE_CATEGORIES)} "
+                          f"(category 'auto' reads it from the folder name, found {name!r})",
+                    hint="pass the category explicitly, e.g. --category lower_body")
+
+
+def _present(p):
+    # DressCode's own test for a detected joint (its loader): not both coordinates <= 1.
+    return not (p[0] <= 1 and p[1] <= 1)
+
+
+def dresscode_agnostic_mask(parse, keypoints, category):
+    """Boolean (H, W) map of the person pixels DressCode's loader hides for `category` (True = hidden).
+
+    parse (H, W) DressCode label ids (18 classes, not LIP); keypoints (18, 3) COCO-18 in the parse's pixels (a
+    joint is missing when x <= 1 and y <= 1). Follows ``__getitem__`` of aimagelab/dress-code ``data/dataset.py``
+    (the ``parse_mask`` / ``parser_mask_fixed`` / ``im_mask`` computation):
+
+    * removed: ``upper_body`` upper clothes; ``lower_body`` pants, skirt and both legs; ``dresses`` dress and legs.
+    * kept whatever happens: hat, hair, sunglasses, shoes, bag, scarf; plus skirt and pants for ``upper_body``,
+      upper clothes and both arms for ``lower_body``; the head above the neck cut (below).
+    * ``upper_body`` / ``dresses``: the arms are hidden by a polyline wrist-elbow-shoulder-shoulder-elbow-wrist, 30 px
+      wide with round joints (dilated 5x by a 10x10 kernel when H > 512); arm pixels outside it (the hands) are
+      kept. Neck: head pixels below the line through the two shoulders raised by 20 H/512 px are hidden.
+    * the hidden region is dilated 5x by a 5x5 kernel (20x20 when H > 512), then the kept labels are cut out.
+    Deviations: a missing joint is left out of the arm polyline (the official code keeps some missing joints, which
+    then draw lines to the image corner); the neck cut is skipped without both shoulders; ``lower_body`` also hides
+    the skirt label (the official loader hides only pants, so a skirt labelled 5 would stay visible).
+    """
+    if category not in DRESSCODE_CATEGORIES:
+        raise ValueError(f"category must be one of {DRESSCODE_CATEGORIES}, got {category!r}")
+    parse = np.asarray(parse)
+    pts = np.asarray(keypoints, dtype=np.float64)[:, :2]
+    h, w = parse.shape
+    big = h > 512
+    kept = np.isin(parse, _DC_KEPT_ALWAYS + _DC_KEPT[category])
+    hidden = np.isin(parse, _DC_REMOVED[category])
+    if category != "lower_body":
+        # Arms: one polyline over both arms through the shoulders; missing joints are skipped.
+        chain = [pts[i] for i in (7, 6, 5, 2, 3, 4) if _present(pts[i])]
+        arms_drawn = Image.new("L", (w, h))
+        if len(chain) > 1:
+            ImageDraw.Draw(arms_drawn).line([(int(max(x, 0)), int(max(y, 0))) for x, y in chain], fill=255,
+                                            width=30, joint="curve")
+        arms_drawn = np.array(arms_drawn)
+        if big:
+            arms_drawn = cv2.dilate(arms_drawn, np.ones((10, 10), np.uint8), iterations=5)
+        arms_drawn = arms_drawn > 0
+        kept |= np.isin(parse, _DC_ARMS) & ~arms_drawn  # the hands
+        hidden |= arms_drawn
+        # Neck: the head below the shoulder line (raised by 20 px at 512) is hidden, the rest of the head is kept.
+        head = np.isin(parse, (_DC_HAT, _DC_HAIR, _DC_SUNGLASSES, _DC_HEAD))
+        (xr, yr), (xl, yl) = pts[2], pts[5]
+        below = np.zeros_like(head)
+        if _present(pts[2]) and _present(pts[5]) and xl != xr:
+            slope = (yl - yr) / (xl - xr)
+            cut = (slope * (np.arange(w) - xr) + yr - 20.0 * h / 512.0).astype(np.int64)  # per column, truncated
+            below = np.arange(h)[:, None] >= np.clip(cut, 0, h)[None, :]
+        kept |= head & ~below
+        hidden |= head & below
+    else:
+        kept |= np.isin(parse, (_DC_HAT, _DC_HAIR, _DC_SUNGLASSES, _DC_HEAD))
+    kernel = np.ones((20, 20) if big else (5, 5), np.uint8)
+    hidden = cv2.dilate(hidden.astype(np.uint8), kernel, iterations=5) > 0
+    return hidden & ~kept
+
+
+def dresscode_agnostic(image, parse, keypoints, category, fill=128):
+    """DressCode's agnostic person image (its loader's ``im_mask``) as uint8 (H, W, 3).
+
+    image (H, W, 3) uint8; parse, keypoints, category as `dresscode_agnostic_mask`. Hidden pixels get `fill`: 128
+    is the official value (the loader multiplies the [-1, 1] image by the mask, so hidden pixels are mid-grey);
+    `TryOnDataset` passes 0 (black, DAFlow's convention for its agnostic images).
+    """
+    out = np.array(image, dtype=np.uint8, copy=True)
+    out[dresscode_agnostic_mask(parse, keypoints, category)] = fill
+    return out
+
+
 def read_rgb(path, size):
     """RGB uint8 (H, W, 3) of an image file, bicubic-resized to size = (H, W) unless None."""
     if not Path(path).is_file():
@@ -226,19 +333,24 @@ class TryOnDataset(torch.utils.data.Dataset):
         size: (H, W) to resize to; None keeps the files' size.
         flip: joint horizontal flip with p=0.5 (DAFlow's training augmentation).
         pairs: optional explicit list of (person, cloth) names instead of the layout's list file.
+        category: ``dresscode`` only: "upper_body", "lower_body", "dresses", or "auto" (the root folder's name).
     For ``dresscode`` pass one category folder as root (e.g. ``DressCode/upper_body``).
     Each item: dict(cloth, person, agnostic, pose: float (3, H, W) in [-1, 1]; person_name, cloth_name).
     In unpaired mode `person` is the person photo (not a ground truth of the result).
     """
 
-    def __init__(self, root, layout, split="train", mode="paired", size=None, flip=False, pairs=None):
+    def __init__(self, root, layout, split="train", mode="paired", size=None, flip=False, pairs=None,
+                 category="auto"):
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if category != "auto" and layout != "dresscode":
+            raise ValueError(f"category={category!r} applies to layout 'dresscode' only (got layout {layout!r})")
         self.root, self.layout, self.split, self.mode = Path(root), layout, split, mode
         self.size, self.flip = size, flip
         if not self.root.is_dir():
             raise DataError(self.root, f"a {layout} try-on dataset folder",
                             hint="VITON / VITON-HD are distributed by their authors on request; see README")
+        self.category = dresscode_category(self.root, category) if layout == "dresscode" else None
         if pairs is None:
             if split == "train":
                 name = {"daflow": "train.txt"}.get(layout, "train_pairs.txt")
@@ -283,8 +395,9 @@ class TryOnDataset(torch.utils.data.Dataset):
         h, w = person.shape[:2]
         parse = read_label_map(p["parse"], (h, w))
         if self.layout == "dresscode":
-            parse = DRESSCODE_TO_LIP[np.minimum(parse, len(DRESSCODE_TO_LIP) - 1)]
             kps, src = read_dresscode_keypoints(p["keypoints"]), _DRESSCODE_KEYPOINT_SPACE
+            if self.category == "upper_body":
+                parse = DRESSCODE_TO_LIP[np.minimum(parse, len(DRESSCODE_TO_LIP) - 1)]
         else:
             kps, flavour = read_openpose_json(p["keypoints"])
             if flavour == "body25":
@@ -293,7 +406,11 @@ class TryOnDataset(torch.utils.data.Dataset):
         kps = kps.copy()
         kps[:, 0] *= w / src[0]
         kps[:, 1] *= h / src[1]
-        return dict(cloth=cloth, person=person, agnostic=agnostic_person(person, parse, kps),
+        if self.category in ("lower_body", "dresses"):
+            agnostic = dresscode_agnostic(person, parse, kps, self.category, fill=0)
+        else:
+            agnostic = agnostic_person(person, parse, kps)
+        return dict(cloth=cloth, person=person, agnostic=agnostic,
                     pose=render_skeleton(kps, h, w, radius=max(1, round(4 * w / 192)),
                                          stick_width=max(1, round(4 * w / 192))))
 

@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 from common.data.tryon import TryOnDataset, write_synthetic_tryon
+from common.errors import ConfigError
 
 SYNTHETIC = "synthetic"
 
@@ -23,4 +24,8 @@ def dataset_dir(cfg):
 
 def build_dataset(root, cfg, split, mode="paired", flip=False):
     layout = "viton_hd" if cfg.dataset == SYNTHETIC else cfg.layout
-    return TryOnDataset(root, layout, split=split, mode=mode, size=(cfg.height, cfg.width), flip=flip)
+    category = getattr(cfg, "category", "auto")
+    if category != "auto" and layout != "dresscode":
+        raise ConfigError(f"category={category!r} applies to layout dresscode only (layout is {layout!r})")
+    return TryOnDataset(root, layout, split=split, mode=mode, size=(cfg.height, cfg.width), flip=flip,
+                        category=category)

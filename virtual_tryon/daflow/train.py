@@ -13,7 +13,7 @@ import torch
 
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import RunConfig, config_to_dict, option, parse_config
-from common.data.tryon import LAYOUTS
+from common.data.tryon import DRESSCODE_CATEGORIES, LAYOUTS
 from common.distributed import cleanup_distributed, distributed_sampler, init_distributed, wrap_ddp
 from common.errors import exit_on_user_error
 from common.ops.flow_warp import BACKENDS
@@ -33,6 +33,9 @@ class TrainConfig(RunConfig):
     dataset: str = option("VITON", "folder name under $DATA_ROOT; 'synthetic' generates samples in the run dir")
     layout: str = option("daflow", "on-disk layout of the dataset", choices=LAYOUTS)
     data_root: str = option("", "dataset folder (default: $DATA_ROOT/<dataset>)")
+    category: str = option("auto", "layout dresscode: garment category, which decides the agnostic image; auto: "
+                           "the data folder's name (DressCode/upper_body ...)",
+                           choices=("auto",) + DRESSCODE_CATEGORIES)
     height: int = option(256, "image height")
     width: int = option(192, "image width")
     model_size: str = option("paper", "paper: SDAFN as released; tiny: narrow, for CPU smoke runs",
