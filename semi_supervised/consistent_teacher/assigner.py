@@ -1,4 +1,4 @@
-"""Adaptive Sample Assignment (ASA, paper Sec. 3.1): the official `DynamicSoftLabelAssigner`
+"""Adaptive Sample Assignment (ASA): the official `DynamicSoftLabelAssigner`
 (`ssod/core/bbox/assigners/dynamic_assigner.py`), vectorised over anchors and GTs.
 
 Per image, with the student's own (detached) predictions:

@@ -1,4 +1,4 @@
-"""The GMM score threshold of ConsistentTeacher (paper Sec. 3.3, "GMM-based adaptive threshold").
+"""The GMM score threshold of ConsistentTeacher (the paper's "GMM-based adaptive threshold").
 
 The official code (`ssod/models/consistent_teacher.py::gmm_policy`) fits
 `sklearn.mixture.GaussianMixture(2, weights_init=[.5, .5], means_init=[[min], [max]], precisions_init=[[[1]], [[1]]])`

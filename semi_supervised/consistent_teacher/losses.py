@@ -1,5 +1,5 @@
 """The detection loss of ConsistentTeacher's head (official `FAM3DHead.loss` / `loss_single` / `_get_target_single`),
-used unchanged for the labelled images and for the pseudo-labelled ones (paper Sec. 3.1 and Eq. (1)-(2)).
+used unchanged for the labelled images and for the pseudo-labelled ones.
 
 Targets come from ASA (`assigner.dynamic_soft_label_assign`) run per image on the detached student predictions.
 With P the positives of the whole batch, g(j) the GT of positive j and w_j its box weight:

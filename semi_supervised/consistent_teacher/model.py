@@ -4,7 +4,7 @@ The official code (Adamdad/ConsistentTeacher, `configs/consistent-teacher/*.py`)
 wrapper: ResNet-50 (pytorch style, frozen stem + layer1, BN in eval mode) -> FPN P3-P7 (256 channels,
 `add_extra_convs='on_output'`) -> `FAM3DHead` (`ssod/models/dense_heads/fam3d.py`, `anchor_type='anchor_based'`):
 an ATSS/TOOD-like head with one square anchor per location whose boxes are re-read from the best pyramid level
-and the best position by the feature alignment module FAM-3D (Sec. 3.3 of the paper). Module names inside the
+and the best position by the feature alignment module FAM-3D. Module names inside the
 head are the official ones (`cls_convs.0.conv`, `tood_cls`, `pyramid_offset`, ...), the backbone keeps
 torchvision's (= mmdet's) ResNet names.
 
@@ -82,7 +82,7 @@ def delta_decode(anchors, deltas, *, stds=BOX_STDS, wh_ratio_clip=16 / 1000):
     return torch.cat([gxy - gwh * 0.5, gxy + gwh * 0.5], dim=-1)
 
 
-# ----------------------------------------------------------------------------- FAM-3D (Sec. 3.3)
+# ----------------------------------------------------------------------------------------- FAM-3D
 
 
 def deform_sampling(boxes, offsets):

@@ -26,7 +26,7 @@ def ema_update(teacher, student, momentum):
 
 
 class PseudoLabeler(nn.Module):
-    """Turns the teacher's detections on the weak views into pseudo boxes (paper Sec. 3.4, "GMM").
+    """Turns the teacher's detections on the weak views into pseudo boxes (the paper's GMM-based threshold).
 
     Two filters, as `extract_teacher_info` applies them:
       1. per image, a count prior: with scores sorted s_(0) >= s_(1) >= ..., n = min(int(sum(s) * dynamic_ratio
