@@ -1,5 +1,6 @@
 """The teacher/student zoo of the KD literature, a two-head student for IPWD, and a teacher-checkpoint loader.
 
+The ImageNet models are torchvision's ResNet-18/34/50 and OFD's / mdistiller's MobileNet (v1).
 CIFAR models follow RepDistiller (CRD, ICLR 2020) / mdistiller (DKD, CVPR 2022) architecturally and by
 parameter name, so the CIFAR-100 teachers of mdistiller's `cifar_teachers.tar` release load unchanged.
 Every model has `forward(x) -> logits`, `forward_features(x) -> (B, D)`, `head` (its last linear layer) and
@@ -14,6 +15,7 @@ from common.errors import DataError
 from .cifar_resnet import resnet8, resnet8x4, resnet14, resnet20, resnet32, resnet32x4, resnet44, resnet56, resnet110
 from .cifar_resnet50 import resnet50 as cifar_resnet50
 from .imagenet import resnet18, resnet34, resnet50
+from .mobilenetv1 import mobilenetv1
 from .mobilenetv2 import mobilenetv2
 from .shufflenet import shufflenetv1, shufflenetv2
 from .vgg import vgg8, vgg13
@@ -23,12 +25,14 @@ CIFAR_MODELS = {**{f.__name__: f for f in (resnet8, resnet14, resnet20, resnet32
                                            resnet8x4, resnet32x4, wrn_16_2, wrn_40_1, wrn_40_2, vgg8, vgg13,
                                            mobilenetv2, shufflenetv1, shufflenetv2)},
                 "resnet50": cifar_resnet50}
-IMAGENET_MODELS = {"tv_resnet18": resnet18, "tv_resnet34": resnet34, "tv_resnet50": resnet50}
+IMAGENET_MODELS = {"tv_resnet18": resnet18, "tv_resnet34": resnet34, "tv_resnet50": resnet50,
+                   "mobilenetv1": mobilenetv1}
 MODELS = {**CIFAR_MODELS, **IMAGENET_MODELS}
-# mdistiller / RepDistiller names of the same networks (their checkpoints' folder names use these)
+# mdistiller / RepDistiller names of the same networks (their checkpoints' folder names use these); OFD and
+# mdistiller call the ImageNet MobileNet "MobileNet" / "MobileNetV1"
 ALIASES = {"ResNet50": "resnet50", "MobileNetV2": "mobilenetv2", "ShuffleV1": "shufflenetv1",
            "ShuffleV2": "shufflenetv2",
-           "vgg8_bn": "vgg8", "vgg13_bn": "vgg13"}
+           "vgg8_bn": "vgg8", "vgg13_bn": "vgg13", "MobileNet": "mobilenetv1", "MobileNetV1": "mobilenetv1"}
 
 
 TEACHER_HINT = ("mdistiller's teachers: github.com/megvii-research/mdistiller/releases (cifar_teachers.tar), "

@@ -51,7 +51,63 @@ def test_imagenet_resnet_shape_and_gradients():
     assert out.shape == (2, 5)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
-    assert set(IMAGENET_MODELS) == set(TORCHVISION)
+    assert set(IMAGENET_MODELS) == set(TORCHVISION) | {"mobilenetv1"}
+
+
+def mobilenetv1_params_by_hand(num_classes):
+    """OFD's MobileNet from its layer list (clovaai/overhaul-distillation ImageNet/models/MobileNet.py).
+
+    Stem 3x3 conv 3->32 (no bias) + BN(32): 27*32 + 2*32 = 928. A depthwise-separable block in->out: 3x3
+    depthwise conv 9*in, BN 2*in, 1x1 pointwise conv in*out, BN 2*out (no conv biases). fc 1024*C + C.
+    """
+    blocks = [(32, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 512)] + [(512, 512)] * 5 + \
+        [(512, 1024), (1024, 1024)]
+    stem = 3 * 9 * 32 + 2 * 32
+    body = sum(9 * i + 2 * i + i * o + 2 * o for i, o in blocks)
+    return stem + body + 1024 * num_classes + num_classes
+
+
+def test_mobilenetv1_parameter_count_is_the_reference_architecture():
+    assert mobilenetv1_params_by_hand(1000) == 4_231_976   # OFD's README: 4.23M
+    assert n_params(build_model("mobilenetv1", 1000)) == 4_231_976
+    assert n_params(build_model("mobilenetv1", 100)) == mobilenetv1_params_by_hand(100)
+
+
+def test_mobilenetv1_layout_matches_the_reference_state_dict():
+    """Parameter names and shapes of OFD's / mdistiller's MobileNet, so their student files load unchanged."""
+    model = build_model("MobileNetV1", 1000)
+    state = model.state_dict()
+    assert state["model.0.0.weight"].shape == (32, 3, 3, 3) and state["model.0.1.running_mean"].shape == (32,)
+    assert state["model.1.0.weight"].shape == (32, 1, 3, 3)        # depthwise
+    assert state["model.1.3.weight"].shape == (64, 32, 1, 1)       # pointwise
+    assert state["model.13.4.weight"].shape == (1024,) and state["model.13.3.weight"].shape == (1024, 1024, 1, 1)
+    assert state["fc.weight"].shape == (1000, 1024) and state["fc.bias"].shape == (1000,)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 1 + 2 * 13 and all(m.bias is None for m in convs)
+    assert sum(k.endswith("running_var") for k in state) == 1 + 2 * 13
+    assert not [k for k in state if k.startswith("model.14")]     # 14 stages: stem + 13 blocks
+
+
+def test_mobilenetv1_shape_pooling_and_every_parameter_gets_a_gradient():
+    torch.manual_seed(0)
+    model = build_model("mobilenetv1", 1000)
+    x = torch.randn(2, 3, 224, 224)
+    fmap = model.model(x)
+    assert fmap.shape == (2, 1024, 7, 7)                            # total stride 32
+    feats = model.forward_features(x)
+    # at 224x224 the adaptive pooling is OFD's AvgPool2d(7)
+    torch.testing.assert_close(feats, torch.nn.functional.avg_pool2d(fmap, 7).flatten(1))
+    logits = model(x)
+    assert logits.shape == (2, 1000) and torch.isfinite(logits).all() and model.num_features == 1024
+    logits.logsumexp(1).sum().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()
+               or not p.grad.abs().sum() > 0]
+    assert not missing
+    student = TwoHeadStudent(build_model("mobilenetv1", 5), 5)     # the IPWD student, small input for speed
+    main, aux = student(torch.randn(2, 3, 64, 64))
+    assert main.shape == aux.shape == (2, 5)
+    (main.logsumexp(1).sum() + aux.logsumexp(1).sum()).backward()
+    assert all(p.grad is not None for p in student.parameters())
 
 
 def test_two_head_student_heads_share_the_backbone():

@@ -110,6 +110,8 @@ def test_pskd_ipwd_resume_is_bit_identical(tmp_path, monkeypatch):
 def test_every_config_parses_and_follows_the_recipe():
     from pathlib import Path
 
+    from ipwd.models import IMAGENET_MODELS
+
     from common.config import parse_config
 
     configs = sorted((Path(ipwd_train.__file__).parent / "configs").glob("*.yaml"))
@@ -121,6 +123,14 @@ def test_every_config_parses_and_follows_the_recipe():
             assert cfg.lr == (0.01 if cfg.student in ("mobilenetv2", "shufflenetv1", "shufflenetv2") else 0.05)
             assert (cfg.temperature, cfg.ce_weight, cfg.kd_weight) == (4.0, 0.1, 0.9)
             assert f"{cfg.teacher}_{cfg.student}" in path.stem
+        if path.stem.startswith("imagenet_"):
+            assert cfg.dataset == "imagenet" and cfg.method == path.stem.rsplit("_", 1)[1]
+            assert (cfg.epochs, cfg.batch_size, cfg.lr, cfg.weight_decay) == (100, 256, 0.1, 1e-4)
+            assert cfg.lr_decay_epochs == [30, 60, 90] and not cfg.nesterov and cfg.momentum == 0.9
+            assert (cfg.temperature, cfg.ce_weight, cfg.kd_weight) == (1.0, 0.5, 0.5)
+            assert cfg.student in IMAGENET_MODELS and cfg.teacher in IMAGENET_MODELS
+            assert f"{cfg.teacher.removeprefix('tv_')}_{cfg.student.removeprefix('tv_')}" in path.stem
+    assert {"imagenet_resnet50_mobilenetv1_kd", "imagenet_resnet50_mobilenetv1_ipwd"} <= {p.stem for p in configs}
 
 
 def test_class_groups_hand_computed():
