@@ -5,7 +5,8 @@
         --ann_file coco/annotations/instances_val2017.json --image_dir coco/val2017 --out_dir runs/eval-official
 
 Writes `<out_dir>/metrics.json` (bbox_mAP, bbox_mAP_50, bbox_mAP_75, bbox_mAP_s/m/l as fractions),
-`detections.json` (COCO results format, for the evaluation server or other tools) and `detections.png`.
+`detections.json` (COCO results format, for the evaluation server or other tools), `per_class_ap.json`,
+`coco_summary.txt` (pycocotools' printout) and `detections.png`.
 Without --ann_file the validation set recorded in the checkpoint is used.
 """
 import dataclasses

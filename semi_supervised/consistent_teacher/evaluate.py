@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from common.data.detection_transforms import transform_boxes
-from common.metrics.coco import coco_bbox_map, detections_to_coco
+from common.metrics.coco import coco_bbox_eval, detections_to_coco
 
 from .data import collate_val
 from .semi_step import to_device
@@ -45,11 +45,17 @@ def run_detector(model, dataset, device, cfg, batch_size=2, num_workers=0, amp=F
 
 
 def evaluate(model, dataset, device, cfg, out_dir, prefix="", **kw):
-    """bbox mAP of `model` on `dataset` -> metrics dict; writes detections JSON and a picture into out_dir."""
+    """bbox mAP of `model` on `dataset` -> metrics dict. Writes into out_dir the detections (COCO results JSON),
+    pycocotools' summary (`coco_summary.txt`), the AP of every class (`per_class_ap.json`) and a picture."""
     results, shown = run_detector(model, dataset, device, cfg, **kw)
     out_dir = Path(out_dir)
     (out_dir / f"{prefix}detections.json").write_text(json.dumps(results))
-    metrics = coco_bbox_map(dataset.ann_file, results)
+    evaluation = coco_bbox_eval(dataset.ann_file, results)
+    metrics = evaluation.metrics
+    (out_dir / f"{prefix}coco_summary.txt").write_text(evaluation.summary)
+    names = {cat_id: name for cat_id, name in zip(dataset.label_to_cat_id, dataset.class_names, strict=True)}
+    per_class = {names.get(cat_id, str(cat_id)): ap for cat_id, ap in evaluation.per_class_ap.items()}
+    (out_dir / f"{prefix}per_class_ap.json").write_text(json.dumps(per_class, indent=1))
     if shown:
         cv2.imwrite(str(out_dir / f"{prefix}detections.png"), detection_grid(shown, dataset.class_names))
     return metrics

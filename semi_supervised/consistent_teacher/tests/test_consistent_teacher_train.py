@@ -153,6 +153,10 @@ def test_smoke_run_beats_an_untrained_teacher_and_the_gmm_threshold_adapts(tmp_p
         "--progress", "false")
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["bbox_mAP"] == pytest.approx(train["bbox_mAP"], abs=1e-6)
+    per_class = json.loads((tmp_path / "eval" / "per_class_ap.json").read_text())
+    assert set(per_class) == {"square", "disc", "triangle"}
+    assert sum(per_class.values()) / 3 == pytest.approx(metrics["bbox_mAP"], abs=1e-6)
+    assert "Average Precision" in (tmp_path / "eval" / "coco_summary.txt").read_text()
     # The same config with zero iterations evaluates the untrained teacher on the same validation images; with
     # the score threshold at 0.001 its (near-prior) detections are scored instead of being dropped.
     run("train.sh", "--config", "configs/smoke.yaml", "--out_dir", str(tmp_path / "untrained"), "--max_iters", "0",
