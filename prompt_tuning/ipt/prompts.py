@@ -114,10 +114,13 @@ class TextCNNGenerator(nn.Module):
         self.convs = nn.ModuleList(nn.Conv2d(1, 1, (k, width)) for k in kernel_sizes)
         self.fc = nn.Linear(len(kernel_sizes), length * out_dim)
 
-    def forward(self, e):                                                   # e [B, n, w]
+    def features(self, e):                                                  # e [B, n, w]
+        """The max-pooled conv features [B, 3] (the official pretraining head classifies these)."""
         x = e.unsqueeze(1)                                                  # [B, 1, n, w]
-        feats = [torch.relu(conv(x)).squeeze(3).amax(dim=2) for conv in self.convs]  # each [B, 1]
-        return self.fc(torch.cat(feats, dim=1)).view(-1, self.length, self.out_dim)
+        return torch.cat([torch.relu(conv(x)).squeeze(3).amax(dim=2) for conv in self.convs], dim=1)
+
+    def forward(self, e):                                                   # e [B, n, w]
+        return self.fc(self.features(e)).view(-1, self.length, self.out_dim)
 
 
 class BiLSTMGenerator(nn.Module):

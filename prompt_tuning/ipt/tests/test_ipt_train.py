@@ -57,7 +57,8 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypat
     assert resumed == full
 
 
-@pytest.mark.parametrize("config", sorted(p.name for p in (HERE / "configs").glob("*.yaml")))
+@pytest.mark.parametrize("config", sorted(p.name for p in (HERE / "configs").glob("*.yaml")
+                                           if not p.name.startswith("pretrain_table")))  # own schema
 def test_every_config_parses_and_is_complete(config):
     """Flat configs: each one parses against the schema and sets every training key (no inheritance)."""
     import dataclasses
