@@ -74,7 +74,8 @@ class TrainConfig(RunConfig):
     labeled_per_gpu: int = option(1, "labelled images per process and iteration")
     unlabeled_per_gpu: int = option(4, "unlabelled images per process and iteration")
     # semi-supervised
-    semi: bool = option(True, "false: the supervised baseline (labelled split only, same detector and schedule)")
+    semi: bool = option(True, "false: the supervised baseline (labelled split only, same detector and schedule; "
+                        "its EMA teacher is evaluated, like the semi-supervised run's)")
     unsup_weight: float = option(2.0, "weight of the pseudo-label loss")
     unsup_warmup: int = option(10000, "iterations with the pseudo-label loss weight at 0")
     ema_momentum: float = option(0.9995, "teacher EMA momentum")
@@ -162,8 +163,7 @@ def main(argv=None):
         run.log.info("resumed from %s at iteration %d", run.last_checkpoint, step)
     net = maybe_compile(wrap_ddp(student, dist, device, broadcast_buffers=False), cfg.compile, device)
     data = SemiIterationData(labeled, unlabeled, cfg.labeled_per_gpu, cfg.unlabeled_per_gpu if cfg.semi else 0,
-                             dist.rank,
-                             dist.world_size, cfg.max_iters, cfg.seed)
+                             dist.rank, dist.world_size, cfg.max_iters, cfg.seed)
     reduce = all_reduce_mean if dist.world_size > 1 else None  # mmdet reduce_mean of the loss normaliser
 
     def save():
