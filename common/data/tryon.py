@@ -242,7 +242,9 @@ def dresscode_agnostic_mask(parse, keypoints, category):
       kept. Neck: head pixels below the line through the two shoulders raised by 20 H/512 px are hidden.
     * the hidden region is dilated 5x by a 5x5 kernel (20x20 when H > 512), then the kept labels are cut out.
     Deviations: a missing joint is left out of the arm polyline (the official code keeps some missing joints, which
-    then draw lines to the image corner); the neck cut is skipped without both shoulders; ``lower_body`` also hides
+    then draw lines to the image corner); the neck cut is skipped without both shoulders, and where the raised
+    shoulder line leaves the top of the image the whole head column is hidden (the official negative slice start
+    hides only the bottom rows there); ``lower_body`` also hides
     the skirt label (the official loader hides only pants, so a skirt labelled 5 would stay visible).
     """
     if category not in DRESSCODE_CATEGORIES:

@@ -60,8 +60,8 @@ class PretrainConfig(RunConfig):
     prompt_length: int = option(100, "m: vectors the generator writes (official hidden_size 100)")
     max_length: int = option(200, "ids per text: truncated, then padded with the pad id (official 200, pad 1)")
     init_range: float = option(0.5, "table init U(-r, r) (official 0.5)")
-    train_table: bool = option(False, "update E_I as the paper describes; false = the official scripts, whose "
-                               "optimiser never gets the table (see README)")
+    train_table: bool = option(True, "update E_I as the paper describes; false = what the released scripts do "
+                               "(their optimiser never gets the table, see README)")
     optimizer: str = option("sgd", "sgd (TextCNN script) or adam (MLP / LSTM scripts)", choices=("sgd", "adam"))
     lr: float = option(0.005, "learning rate (official: 0.005 SGD TextCNN, 1e-4 Adam MLP, 3e-3 Adam LSTM)")
     batch_size: int = option(1, "texts per update (official 1 for TextCNN)")
@@ -194,6 +194,8 @@ def main(argv=None):
     cfg = parse_config(PretrainConfig, argv, config_dir=HERE, description=__doc__)
     if cfg.resume:
         raise ConfigError("--resume is not supported by pretrain_table; start a new run")
+    if cfg.amp or cfg.compile:
+        raise ConfigError("--amp and --compile are not supported by pretrain_table (a small model; run it in fp32)")
     dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     if dist.enabled:
         raise ConfigError("pretrain_table runs in one process; unset NPROC")

@@ -16,7 +16,7 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.config import RunConfig, config_from_dict, option, parse_config
-from common.data.tryon import LAYOUTS
+from common.data.tryon import DRESSCODE_CATEGORIES, LAYOUTS
 from common.distributed import init_distributed
 from common.errors import ConfigError, exit_on_user_error
 from common.metrics.tryon import load_inception
@@ -33,6 +33,8 @@ class EvalConfig(RunConfig):
     checkpoint: str = option("", "a last.pt written by train.sh")
     official_checkpoint: str = option("", "the official ckpt_viton.pt instead of --checkpoint (needs --data_root)")
     layout: str = option("daflow", "layout of --data_root with --official_checkpoint", choices=LAYOUTS)
+    category: str = option("auto", "layout dresscode with --official_checkpoint: garment category (auto: the "
+                           "folder's name)", choices=("auto",) + DRESSCODE_CATEGORIES)
     height: int = option(256, "image height with --official_checkpoint")
     width: int = option(192, "image width with --official_checkpoint")
     data_root: str = option("", "dataset folder (default: the one recorded in the checkpoint)")
@@ -65,8 +67,8 @@ def main(argv=None):
     if cfg.official_checkpoint:
         model = load_official_checkpoint(cfg.official_checkpoint, "deform_conv" if device.type == "cuda"
                                          else "reference").to(device)
-        train_cfg = TrainConfig(dataset=Path(cfg.data_root).name, layout=cfg.layout, height=cfg.height,
-                                width=cfg.width)
+        train_cfg = TrainConfig(dataset=Path(cfg.data_root).name, layout=cfg.layout, category=cfg.category,
+                                height=cfg.height, width=cfg.width)
         root = Path(cfg.data_root)
     else:
         ckpt = load_checkpoint(cfg.checkpoint)

@@ -100,3 +100,10 @@ def test_pretrain_configs_parse_and_are_complete(config):
     keys = set(yaml.safe_load((HERE / "configs" / config).read_text()))
     own = {f.name for f in dataclasses.fields(cfg)} - {f.name for f in dataclasses.fields(RunConfig)}
     assert own <= keys, sorted(own - keys)
+
+
+@pytest.mark.parametrize("flag", ["--amp", "--compile"])
+def test_unsupported_run_switches_are_refused(flag, capsys):
+    with pytest.raises(SystemExit) as err:
+        pretrain_table.main(["--config", "configs/pretrain_table_smoke.yaml", flag, "true"])
+    assert err.value.code == 2 and "not supported" in capsys.readouterr().err

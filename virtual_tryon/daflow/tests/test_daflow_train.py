@@ -68,3 +68,10 @@ def test_paper_configs_parse(name, size):
     cfg = config_from_dict(TrainConfig, load_yaml(HERE / "configs" / f"{name}.yaml"))
     assert (cfg.height, cfg.width) == size and cfg.model_size == "paper"
     assert cfg.lambda_style == 100.0 and cfg.lambda_content == 0.1
+
+
+def test_eval_takes_the_dresscode_category_for_official_checkpoints():
+    from daflow.eval import EvalConfig
+
+    from common.config import parse_config
+    assert parse_config(EvalConfig, ["--category", "lower_body"]).category == "lower_body"
