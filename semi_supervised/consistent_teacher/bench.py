@@ -17,7 +17,7 @@ load for ASA. ASA and GMM shares: the assigner calls of the iteration (labelled 
 the PseudoLabeler call are re-run on the very inputs of a timed iteration and timed alone.
 
 Each case runs in a fresh spawned process. Memory: CUDA `max_memory_allocated`; CPU the growth of VmHWM over the
-process's RSS once the model exists. Output: a table on stdout and `<out_dir>/bench.json`.
+process's RSS once the model exists (growth of ru_maxrss where VmHWM cannot be reset). Output: a table on stdout and `<out_dir>/bench.json`.
 """
 import concurrent.futures
 import copy
@@ -25,6 +25,7 @@ import dataclasses
 import json
 import math
 import multiprocessing
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -190,10 +191,15 @@ def measure(case, cfg, device_name):
         torch.set_num_threads(cfg.cpu_threads)
     step, component_times = (consistent_teacher_case if case == "consistent_teacher" else retinanet_case)(cfg, device)
     base_kib = _rss_kib("VmRSS") if device.type == "cpu" else None
+    hwm_reset = False
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        Path("/proc/self/clear_refs").write_text("5")
+        try:  # reset VmHWM to the current RSS (Linux >= 4.0)
+            Path("/proc/self/clear_refs").write_text("5")
+            hwm_reset = True
+        except OSError:
+            base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # fall back to ru_maxrss growth
     for _ in range(cfg.warmup):
         step()
     times = []
@@ -205,8 +211,10 @@ def measure(case, cfg, device_name):
         times.append(time.perf_counter() - t0)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
+    elif hwm_reset:
         peak_mb = (_rss_kib("VmHWM") - base_kib) / 1024
+    else:
+        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib) / 1024
     result = dict(case=case, device=str(device), seconds_per_iter=statistics.median(times), peak_mb=peak_mb,
                   threads=torch.get_num_threads())
     if component_times is not None:
