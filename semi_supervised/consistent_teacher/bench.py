@@ -17,7 +17,8 @@ load for ASA. ASA and GMM shares: the assigner calls of the iteration (labelled 
 the PseudoLabeler call are re-run on the very inputs of a timed iteration and timed alone.
 
 Each case runs in a fresh spawned process. Memory: CUDA `max_memory_allocated`; CPU the growth of VmHWM over the
-process's RSS once the model exists (growth of ru_maxrss where VmHWM cannot be reset). Output: a table on stdout and `<out_dir>/bench.json`.
+process's RSS once the model exists (growth of ru_maxrss where VmHWM cannot be reset). Output: a table on stdout
+and `<out_dir>/bench.json`.
 """
 import concurrent.futures
 import copy
