@@ -89,14 +89,15 @@ def dataset_files(cfg, run_dir, rank=0):
         split = _semi_split(ann / "instances_train2017.json", cfg, root / "semi_supervised", rank)
         return dict(labeled=(split["labeled"], root / "train2017"), unlabeled=(split["unlabeled"], root / "train2017"),
                     val=val)
-    root = _root(cfg, "VOCdevkit")  # voc
+    root = _root(cfg, "VOCdevkit")  # voc: VOCdevkit itself or the folder holding it (as common.data.voc reads it)
+    devkit = root if root.name == "VOCdevkit" else root / "VOCdevkit"
     files = {}
     for key, year, split in (("labeled", "2007", "trainval"), ("unlabeled", "2012", "trainval"),
                              ("val", "2007", "test")):
-        out = root / f"VOC{year}" / f"instances_{split}.json"
+        out = devkit / f"VOC{year}" / f"instances_{split}.json"
         if rank == 0 and not out.exists():
-            write_voc_coco(root, year, split, out, keep_difficult="object")
-        files[key] = (out, root / f"VOC{year}" / "JPEGImages")
+            write_voc_coco(devkit, year, split, out, keep_difficult="object")
+        files[key] = (out, devkit / f"VOC{year}" / "JPEGImages")
     return files
 
 

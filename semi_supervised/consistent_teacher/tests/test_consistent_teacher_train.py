@@ -233,3 +233,38 @@ def test_cuda_bf16_run_matches_the_cpu_run_closely(tmp_path):
         if value.is_floating_point():
             assert torch.isfinite(gpu["model"][name]).all(), name
             assert torch.allclose(gpu["model"][name].float(), value, atol=5e-2, rtol=5e-2), name
+
+
+def _write_voc_year(devkit, year, splits, seed):
+    """One 64x80 image with one object per split, in the real VOCdevkit layout."""
+    import cv2
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    for sub in ("Annotations", "JPEGImages", "ImageSets/Main"):
+        (devkit / f"VOC{year}" / sub).mkdir(parents=True, exist_ok=True)
+    for split in splits:
+        name = f"{year}_{split}"
+        cv2.imwrite(str(devkit / f"VOC{year}" / "JPEGImages" / f"{name}.jpg"),
+                    rng.integers(0, 255, (64, 80, 3), dtype=np.uint8))
+        (devkit / f"VOC{year}" / "Annotations" / f"{name}.xml").write_text(
+            f"<annotation><filename>{name}.jpg</filename><size><width>80</width><height>64</height>"
+            "<depth>3</depth></size><object><name>dog</name><difficult>1</difficult><bndbox><xmin>11</xmin>"
+            "<ymin>6</ymin><xmax>50</xmax><ymax>40</ymax></bndbox></object></annotation>")
+        (devkit / f"VOC{year}" / "ImageSets" / "Main" / f"{split}.txt").write_text(name + "\n")
+
+
+@pytest.mark.parametrize("given", ["parent", "devkit"])
+def test_voc_setting_reads_vocdevkit_or_its_parent(tmp_path, given):
+    from consistent_teacher.data import build_train_sets, build_val_set, dataset_files
+    devkit = tmp_path / "VOCdevkit"
+    _write_voc_year(devkit, "2007", ("trainval", "test"), 0)
+    _write_voc_year(devkit, "2012", ("trainval",), 1)
+    cfg = TrainConfig(dataset="voc", data_root=str(tmp_path if given == "parent" else devkit))
+    files = dataset_files(cfg, tmp_path / "run")
+    assert files["val"][0] == devkit / "VOC2007" / "instances_test.json" and files["val"][0].exists()
+    labeled, unlabeled = build_train_sets(files, cfg)
+    assert len(labeled) == 1 and len(unlabeled) == 1 and len(build_val_set(files, cfg)) == 1
+    assert labeled.class_names[-1] == "dog"  # the STAC class order ends with dog
+    target = labeled.target(0)
+    assert target["labels"].tolist() == [19]  # the difficult object is a plain box, as in the official JSON
+    assert target["boxes"].tolist() == [[10.0, 5.0, 49.0, 39.0]]  # mmdet's converter: every coordinate - 1
