@@ -1,4 +1,4 @@
-"""The interface every CIFAR zoo network shares with the distillation code."""
+"""The interface the zoo networks (CIFAR, and the ImageNet MobileNetV1) share with the distillation code."""
 from torch import nn
 
 

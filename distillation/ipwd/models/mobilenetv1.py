@@ -13,6 +13,8 @@ pooling, which gives the same numbers at 224x224 and also accepts smaller test i
 """
 from torch import nn
 
+from .classifier import ZooClassifier
+
 # (output channels, stride) of the 13 depthwise-separable blocks, Howard et al. Table 1
 BLOCKS = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2),
           (512, 1), (512, 1), (512, 1), (512, 1), (512, 1), (1024, 2), (1024, 1))
@@ -35,7 +37,7 @@ def depthwise_separable(in_ch, out_ch, stride):
         nn.Conv2d(in_ch, out_ch, 1, 1, 0, bias=False), nn.BatchNorm2d(out_ch), nn.ReLU(inplace=True))
 
 
-class MobileNetV1(nn.Module):
+class MobileNetV1(ZooClassifier):
     def __init__(self, num_classes=1000):
         super().__init__()
         layers, in_ch = [conv_bn_relu(3, 32, 2)], 32
@@ -47,20 +49,12 @@ class MobileNetV1(nn.Module):
         self.fc = nn.Linear(in_ch, num_classes)
 
     @property
-    def head(self):
-        return self.fc
-
-    @property
     def num_features(self):
         return self.fc.in_features
 
     def forward_features(self, x):
         """(B, 3, H, W) -> (B, 1024)."""
         return self.pool(self.model(x)).flatten(1)
-
-    def forward(self, x):
-        """(B, 3, H, W) -> logits (B, num_classes)."""
-        return self.fc(self.forward_features(x))
 
 
 def mobilenetv1(num_classes=1000):
