@@ -14,6 +14,7 @@ from common.data.text_classification import (
     read_agnews_csv,
     read_glue_tsv,
     read_imdb_csv,
+    read_jsonl_records,
     read_split,
     read_superglue_jsonl,
     split_path,
@@ -142,3 +143,15 @@ def test_multirc_exact_match_and_f1a_by_hand():
     assert task_metrics(("exact_match", "f1a"), y, p, 2, groups=groups)["exact_match"] == pytest.approx(1 / 3)
     with pytest.raises(ValueError, match="group"):
         task_metrics(("f1a",), y, p, 2)
+
+
+def test_jsonl_records_skip_blank_lines_and_name_bad_lines(tmp_path):
+    path = tmp_path / "x.jsonl"
+    path.write_text('{"a": 1}\n\n{"a": 2}\n')
+    assert list(read_jsonl_records(path)) == [(1, {"a": 1}), (3, {"a": 2})]
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(DataError, match=r"x.jsonl:2: expected a JSON object, got list"):
+        list(read_jsonl_records(path))
+    path.write_text('{"a": 1\n')
+    with pytest.raises(DataError, match=r"x.jsonl:1: not valid JSON"):
+        list(read_jsonl_records(path))

@@ -92,9 +92,9 @@ def _label_id(path, line, spec, value):
     raise DataError(path, f"label {value!r} is not one of {spec.labels}", line=line)
 
 
-def read_superglue_jsonl(path, task):
-    """SuperGLUE JSONL: one JSON object per line, fields as released (label absent on test)."""
-    spec, out = TASKS[task], []
+def read_jsonl_records(path):
+    """Yield (line number, dict) for every non-blank line of a JSONL file; a line that is not valid JSON or not a
+    JSON object is a DataError naming the file and the line."""
     with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
@@ -102,11 +102,20 @@ def read_superglue_jsonl(path, task):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as e:
-                raise DataError(path, f"not a JSON object ({e.msg})", line=line_no) from None
-            try:
-                out += _superglue_examples(task, row, lambda v, n=line_no: _label_id(path, n, spec, v))
-            except KeyError as e:
-                raise DataError(path, f"{spec.name} record without field {e}", line=line_no) from None
+                raise DataError(path, f"not valid JSON ({e.msg})", line=line_no) from None
+            if not isinstance(row, dict):
+                raise DataError(path, f"expected a JSON object, got {type(row).__name__}", line=line_no)
+            yield line_no, row
+
+
+def read_superglue_jsonl(path, task):
+    """SuperGLUE JSONL: one JSON object per line, fields as released (label absent on test)."""
+    spec, out = TASKS[task], []
+    for line_no, row in read_jsonl_records(path):
+        try:
+            out += _superglue_examples(task, row, lambda v, n=line_no: _label_id(path, n, spec, v))
+        except KeyError as e:
+            raise DataError(path, f"{spec.name} record without field {e}", line=line_no) from None
     return out
 
 

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from common.checkpoint import save_checkpoint
 from common.config import RunConfig, config_to_dict, option, parse_config
-from common.data.text_classification import read_agnews_csv, write_synthetic_agnews
+from common.data.text_classification import read_agnews_csv, read_jsonl_records, write_synthetic_agnews
 from common.distributed import init_distributed
 from common.errors import ConfigError, DataError, exit_on_user_error
 from common.rundir import Run, check_finite
@@ -115,28 +115,19 @@ def read_topic_jsonl(path, num_labels, text_field="text", label_field="label"):
         raise DataError(path, "JSONL file not found", hint="pass --data_dir with train.jsonl and dev.jsonl, "
                         "e.g. the official sequence_models/data/knowledge_cat")
     texts, labels = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"not valid JSON ({e.msg})", line=line_no) from None
-            if not isinstance(row, dict):
-                raise DataError(path, f"expected a JSON object, got {type(row).__name__}", line=line_no)
-            for key in (text_field, label_field):
-                if key not in row:
-                    raise DataError(path, f"no field {key!r} (fields: {', '.join(sorted(row))})", line=line_no,
-                                    hint="--text_field / --label_field name the fields")
-            text, label = row[text_field], row[label_field]
-            if not isinstance(text, str):
-                raise DataError(path, f"{text_field!r} must be a string, got {type(text).__name__}", line=line_no)
-            if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
-                raise DataError(path, f"{label_field!r} must be an integer class id in 0..{num_labels - 1}, got "
-                                f"{label!r}", line=line_no, hint="set --num_labels to the number of classes")
-            texts.append(text)
-            labels.append(label)
+    for line_no, row in read_jsonl_records(path):
+        for key in (text_field, label_field):
+            if key not in row:
+                raise DataError(path, f"no field {key!r} (fields: {', '.join(sorted(row))})", line=line_no,
+                                hint="--text_field / --label_field name the fields")
+        text, label = row[text_field], row[label_field]
+        if not isinstance(text, str):
+            raise DataError(path, f"{text_field!r} must be a string, got {type(text).__name__}", line=line_no)
+        if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_labels:
+            raise DataError(path, f"{label_field!r} must be an integer class id in 0..{num_labels - 1}, got "
+                            f"{label!r}", line=line_no, hint="set --num_labels to the number of classes")
+        texts.append(text)
+        labels.append(label)
     if not texts:
         raise DataError(path, "no examples")
     return texts, labels
