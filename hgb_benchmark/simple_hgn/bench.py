@@ -47,11 +47,8 @@ ratios ours / peer 0.14 and 0.17 in time and memory, 0.31 and 0.25 against the p
 about 3 minutes for the whole run; freebase simple_hgn ~36 s / 4.6 GB, while the peer would need an estimated
 30+ GB (its E x H x D message tensors are ~4.7 GB each), which is why CPU defaults to dblp only.
 """
-import concurrent.futures
 import dataclasses
 import json
-import multiprocessing
-import resource
 import statistics
 import time
 import types
@@ -62,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.benchmark import PeakMemory, run_isolated, sync
 from common.config import option, parse_config
 from common.data.hgb import build_homogeneous_graph
 from common.errors import ConfigError, exit_on_user_error
@@ -221,31 +219,6 @@ def build(name, cfg, in_dims, num_classes, num_etypes):
 # measurement
 
 
-def _rss_kib(field):
-    """VmRSS / VmHWM of this process in KiB (Linux), else None."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _reset_peak_rss():
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where not permitted."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def training_step(model_name, graph_name, device, cfg):
     """Generate the graph, build the model and its Adam optimiser on `device` -> (step function, case info)."""
     spec = GRAPHS[graph_name]
@@ -294,28 +267,19 @@ def measure(model_name, graph_name, device, cfg):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
         torch.cuda.empty_cache()
-    base_kib = _rss_kib("VmRSS") if device.type == "cpu" else None
+    peak = PeakMemory(device)
+    peak.baseline()
     step, info = training_step(model_name, graph_name, device, cfg)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        hwm_reset = _reset_peak_rss()
+    peak.start()
     times = []
     for i in range(cfg.warmup + cfg.repeats):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         step()
-        _sync(device)
+        sync(device)
         if i >= cfg.warmup:
             times.append((time.perf_counter() - t0) * 1e3)
-    if device.type == "cuda":
-        peak_mb, memory = torch.cuda.max_memory_allocated(device) / 2**20, "cuda.max_memory_allocated"
-    else:
-        peak_kib = _rss_kib("VmHWM") if hwm_reset else None
-        memory = "VmHWM growth" if peak_kib is not None else "ru_maxrss growth"
-        if peak_kib is None:
-            peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-        peak_mb = (peak_kib - (base_kib or 0)) / 1024
+    peak_mb, memory = peak.peak_mb()
     return {"model": model_name, "graph": graph_name, "device": device.type,
             "median_ms": statistics.median(times), "min_ms": min(times), "step_ms": times,
             "peak_mb": peak_mb, "memory": memory, "threads": torch.get_num_threads(), **info}
@@ -323,15 +287,8 @@ def measure(model_name, graph_name, device, cfg):
 
 def measure_isolated(model_name, graph_name, device, cfg):
     """`measure` in a fresh spawned process; a process that dies gives {"error": ...} instead of a result."""
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        try:
-            return pool.submit(measure, model_name, graph_name, device, cfg).result()
-        except concurrent.futures.process.BrokenProcessPool:
-            return {"model": model_name, "graph": graph_name, "device": device,
-                    "error": "the measuring process died (killed for memory?)"}
-        except RuntimeError as e:  # e.g. CUDA out of memory
-            return {"model": model_name, "graph": graph_name, "device": device, "error": str(e).splitlines()[0]}
+    return run_isolated(measure, model_name, graph_name, device, cfg,
+                        on_error={"model": model_name, "graph": graph_name, "device": device})
 
 
 def devices_and_graphs(cfg):

@@ -17,22 +17,20 @@ load for ASA. ASA and GMM shares: the assigner calls of the iteration (labelled 
 the PseudoLabeler call are re-run on the very inputs of a timed iteration and timed alone.
 
 Each case runs in a fresh spawned process. Memory: CUDA `max_memory_allocated`; CPU the growth of VmHWM over the
-process's RSS once the model exists (growth of ru_maxrss where VmHWM cannot be reset). Output: a table on stdout
+process's RSS once the model exists (`common.benchmark.PeakMemory`). Output: a table on stdout
 and `<out_dir>/bench.json`.
 """
-import concurrent.futures
 import copy
 import dataclasses
 import json
 import math
-import multiprocessing
-import resource
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from common.benchmark import PeakMemory, run_isolated, sync
 from common.config import RunConfig, option, parse_config
 from common.errors import exit_on_user_error
 from common.runtime import select_device
@@ -59,18 +57,6 @@ class BenchConfig(RunConfig):
     warmup: int = option(2, "untimed iterations")
     iters: int = option(10, "timed iterations")
     cases: list[str] = option(["consistent_teacher", "retinanet"], "what to measure")
-
-
-def _rss_kib(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return None
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def random_boxes(n, height, width, generator):
@@ -140,19 +126,19 @@ def consistent_teacher_case(cfg, device):
                                       device=device)
         gts = list(zip(lab["boxes"] + p_boxes, lab["labels"] + p_labels, strict=True))
         scores = out.cls_logits.sigmoid()
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for i, (boxes, labels) in enumerate(gts):
             v = valid[i]
             dynamic_soft_label_assign(scores[i][v], out.priors[v], out.boxes[i][v], boxes, labels, topk=13,
                                       iou_factor=2.0)
-        _sync(device)
+        sync(device)
         t1 = time.perf_counter()
         queue = copy.deepcopy(pseudo)
-        _sync(device)
+        sync(device)
         t2 = time.perf_counter()
         queue(dets)
-        _sync(device)
+        sync(device)
         t3 = time.perf_counter()
         return t1 - t0, t3 - t2, sum(len(b) for b in p_boxes) / len(p_boxes)
 
@@ -191,31 +177,19 @@ def measure(case, cfg, device_name):
     if cfg.cpu_threads:
         torch.set_num_threads(cfg.cpu_threads)
     step, component_times = (consistent_teacher_case if case == "consistent_teacher" else retinanet_case)(cfg, device)
-    base_kib = _rss_kib("VmRSS") if device.type == "cpu" else None
-    hwm_reset = False
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        try:  # reset VmHWM to the current RSS (Linux >= 4.0)
-            Path("/proc/self/clear_refs").write_text("5")
-            hwm_reset = True
-        except OSError:
-            base_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # fall back to ru_maxrss growth
+    peak = PeakMemory(device)
+    peak.baseline()
+    peak.start()
     for _ in range(cfg.warmup):
         step()
     times = []
     for _ in range(cfg.iters):
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         step()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
-    if device.type == "cuda":
-        peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    elif hwm_reset:
-        peak_mb = (_rss_kib("VmHWM") - base_kib) / 1024
-    else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base_kib) / 1024
+    peak_mb, _ = peak.peak_mb()
     result = dict(case=case, device=str(device), seconds_per_iter=statistics.median(times), peak_mb=peak_mb,
                   threads=torch.get_num_threads())
     if component_times is not None:
@@ -230,14 +204,7 @@ def measure(case, cfg, device_name):
 
 
 def measure_isolated(case, cfg, device_name):
-    ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
-        try:
-            return pool.submit(measure, case, cfg, device_name).result()
-        except concurrent.futures.process.BrokenProcessPool:
-            return {"case": case, "error": "the measuring process died (killed for memory?)"}
-        except RuntimeError as e:
-            return {"case": case, "error": str(e).splitlines()[0]}
+    return run_isolated(measure, case, cfg, device_name, on_error={"case": case})
 
 
 def run(cfg):
