@@ -32,6 +32,7 @@ import torch
 
 from common.benchmark import PeakMemory, run_isolated, sync
 from common.config import RunConfig, option, parse_config
+from common.data.detection_transforms import IMAGENET_MEAN_255, IMAGENET_STD_255
 from common.errors import exit_on_user_error
 from common.runtime import select_device
 
@@ -41,8 +42,8 @@ from .semi_step import pseudo_targets, semi_supervised_loss, valid_anchor_mask
 from .teacher import PseudoLabeler, ema_update
 from .train import TrainConfig
 
-MEAN = torch.tensor([123.675, 116.28, 103.53]).view(3, 1, 1)
-STD = torch.tensor([58.395, 57.12, 57.375]).view(3, 1, 1)
+MEAN = torch.tensor(IMAGENET_MEAN_255).view(3, 1, 1)
+STD = torch.tensor(IMAGENET_STD_255).view(3, 1, 1)
 
 
 @dataclasses.dataclass

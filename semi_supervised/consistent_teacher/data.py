@@ -196,7 +196,3 @@ def iteration_loader(data, start_iter, num_workers):
     return torch.utils.data.DataLoader(data, batch_size=None, sampler=range(start_iter, len(data)),
                                        num_workers=num_workers, persistent_workers=False,
                                        prefetch_factor=2 if num_workers else None)
-
-
-def collate_val(samples):
-    return collate_views(samples)

@@ -6,14 +6,14 @@ import cv2
 import numpy as np
 import torch
 
-from common.data.detection_transforms import transform_boxes
+from common.data.detection_transforms import IMAGENET_MEAN_255, IMAGENET_STD_255, collate_views, transform_boxes
 from common.metrics.coco import coco_bbox_eval, detections_to_coco
+from common.runtime import autocast
 
-from .data import collate_val
 from .semi_step import to_device
 
-MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
-STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+MEAN = np.array(IMAGENET_MEAN_255, dtype=np.float32)
+STD = np.array(IMAGENET_STD_255, dtype=np.float32)
 
 
 @torch.no_grad()
@@ -21,10 +21,8 @@ def run_detector(model, dataset, device, cfg, batch_size=2, num_workers=0, amp=F
     """Detections of `model` on every image of `dataset`, in ORIGINAL image pixels, as COCO result entries.
 
     Returns (COCO results list, list of (view dict, detections in view pixels) for the first `cfg.vis_images`)."""
-    from common.runtime import autocast
-
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
-                                         collate_fn=collate_val)
+                                         collate_fn=collate_views)
     model.eval()
     results, shown = [], []
     for batch in (progress(loader, desc="eval") if progress else loader):
