@@ -54,9 +54,10 @@ class PromptClassifier(nn.Module):
     """Encoder + prompt method + head -> class logits [B, C]."""
 
     def __init__(self, encoder, prompt, num_classes, head="linear", pooling="cls", head_dropout=0.1,
-                 label_word_ids=None, train_encoder=False):
+                 label_word_ids=None, train_encoder=False, prompt_position="embeddings"):
         super().__init__()
         self.encoder, self.prompt, self.head_type, self.pooling = encoder, prompt, head, pooling
+        self.prompt_position = prompt_position  # where input prompts join (encoder.Encoder.forward)
         if head == "mlm":
             if encoder.mlm is None:
                 raise ValueError("head mlm needs a checkpoint with an MLM head; use head linear")
@@ -83,7 +84,7 @@ class PromptClassifier(nn.Module):
         elif isinstance(self.prompt, InstancePrefix):
             prompt_kv = self.prompt(input_ids)
         h = self.encoder(input_ids, attention_mask, token_type_ids, input_prompts=input_prompts,
-                         prompt_kv=prompt_kv)                                # [B, T, d]
+                         prompt_kv=prompt_kv, prompt_position=self.prompt_position)  # [B, T, d]
         if self.head is None:
             return self.encoder.mlm(h[torch.arange(B, device=h.device), mask_pos], self.label_word_ids)
         return self.head(pool(self.encoder, h, attention_mask, self.pooling))

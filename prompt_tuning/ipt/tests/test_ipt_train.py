@@ -14,7 +14,7 @@ HERE = Path(__file__).resolve().parent.parent
 QUICK = ["--task", "synthetic", "--backbone", "random_tiny", "--method", "ipt_prefix", "--prompt_length", "4",
          "--ipt_tokens", "4", "--synthetic_train", "120", "--synthetic_test", "40", "--batch_size", "16",
          "--epochs", "3", "--max_length", "32", "--progress", "false", "--head_dropout", "0.1", "--prompt_dropout",
-         "0.1"]
+         "0.1", "--selection", "holdout"]
 
 
 # Smoke config (generated 4-class topic task, seed 0) against its control, the same prefix without the
