@@ -1,6 +1,7 @@
 """Write the state-dict key names and shapes of the checkpoint the official INO `main_VOS.py` saves.
 
-    python vos/ino/tools/dump_official_keys.py /path/to/INO_VOS vos/ino/tests/data/official_main_vos_keys.json
+    PYTHONPATH=/path/to/INO_VOS python vos/ino/tools/dump_official_keys.py /path/to/INO_VOS \
+        vos/ino/tests/data/official_main_vos_keys.json
 
 Builds the networks the way the official `vision_transformer.make_model` does (ViT-S/8, `img_size` 64,
 `--multi_scale_layer 1` as `train_charades.sh` passes, DINOHead out_dim 4096, `norm_last_layer` True) with
@@ -8,7 +9,8 @@ the official classes, on the CPU: the student is wrapped in a data-parallel modu
 with DDP or DataParallel, which is what puts the `module.` prefix into `checkpoint.pth`), the teacher is
 not (it is wrapped only when the model has batch norms). `save_dict['student']` / `['teacher']` of
 `main_VOS.py` are these two state dicts. Nothing of the official code is copied here: it is imported from
-the folder given, with its training-only imports (tensorboardX, the data set code) stubbed.
+the checkout on PYTHONPATH (the folder argument only names its commit), with its training-only imports
+(tensorboardX, the data set code) stubbed.
 """
 import argparse
 import json
@@ -33,10 +35,9 @@ def compact_json(obj):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("official", help="a checkout of github.com/pansanity666/INO_VOS")
+    ap.add_argument("official", help="the checkout of github.com/pansanity666/INO_VOS that is on PYTHONPATH")
     ap.add_argument("out", help="JSON file to write")
     args = ap.parse_args()
-    sys.path.insert(0, str(Path(args.official).resolve()))
     for name in ("tensorboardX", "dataset"):  # imported by main_VOS / utils but not needed to build the model
         sys.modules.setdefault(name, types.ModuleType(name))
     import torch
