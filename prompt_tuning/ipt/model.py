@@ -16,11 +16,12 @@ import torch.nn as nn
 from .prompts import GENERATORS, DeepPrompt, InputPrompt, InstancePrefix, InstancePrompt, InstanceTable
 
 METHODS = ("finetune", "prompt", "ptuning_v2", "ipt_prompt", "ipt_prefix", "ipt_encoder")
+TABLE_UPDATES = ("dense", "lazy")  # the token table's gradient / optimiser update (optim.py)
 
 
 def build_method(method, encoder, *, prompt_length=100, projection=False, proj_dim=512, prompt_dropout=0.1,
                  ipt_tokens=100, ipt_scale=0.05, ipt_base="prompt", generator="mlp", pad_id=0,
-                 pretrained_table=None, freeze_table=False):
+                 pretrained_table=None, freeze_table=False, table_update="dense"):
     """The prompt module of `method` for `encoder` (None for finetune)."""
     cfg = encoder.cfg
     d, L, H, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.vocab_size
@@ -44,7 +45,10 @@ def build_method(method, encoder, *, prompt_length=100, projection=False, proj_d
             raise ValueError("ipt_prompt: the prompt is E_I[x_1..x_n], so ipt_tokens must equal prompt_length")
         if base == "prefix" and ipt_tokens != prompt_length:
             raise ValueError("ipt_prefix: E_I[x_1..x_n] is added to the n prefix slots: ipt_tokens = prompt_length")
-    table = InstanceTable(V, width, ipt_tokens, pad_id=pad_id, pretrained=pretrained_table, freeze=freeze_table)
+    if table_update not in TABLE_UPDATES:
+        raise ValueError(f"table_update {table_update!r} is not one of {TABLE_UPDATES}")
+    table = InstanceTable(V, width, ipt_tokens, pad_id=pad_id, pretrained=pretrained_table, freeze=freeze_table,
+                          sparse_grad=table_update == "lazy")
     if base == "prompt":
         return InstancePrompt(table, gen)
     return InstancePrefix(deep(), table, scale=ipt_scale, generator=gen)

@@ -5,6 +5,7 @@ A deep prompt is a list over layers of (K_p, V_p), each [B, H, n, d_h], consumed
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class InputPrompt(nn.Module):
@@ -70,9 +71,11 @@ class InstanceTable(nn.Module):
     (`random_range`), or from a pretrained table ("Pretrained IPT"), optionally frozen (`fix_emb`).
     """
 
-    def __init__(self, vocab_size, width, num_tokens, pad_id=0, init_range=0.5, pretrained=None, freeze=False):
+    def __init__(self, vocab_size, width, num_tokens, pad_id=0, init_range=0.5, pretrained=None, freeze=False,
+                 sparse_grad=False):
         super().__init__()
         self.num_tokens, self.pad_id = num_tokens, pad_id
+        self.sparse_grad = sparse_grad  # --table_update lazy: a sparse gradient holding only the rows read
         weight = torch.empty(vocab_size, width).uniform_(-init_range, init_range)
         if pretrained is not None:
             if tuple(pretrained.shape) != (vocab_size, width):
@@ -88,7 +91,7 @@ class InstanceTable(nn.Module):
         return ids
 
     def forward(self, input_ids):
-        return self.weight[self.token_ids(input_ids)]                       # [B, n, w]
+        return F.embedding(self.token_ids(input_ids), self.weight, sparse=self.sparse_grad)  # [B, n, w]
 
 
 class MLPGenerator(nn.Module):

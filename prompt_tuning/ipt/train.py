@@ -32,7 +32,8 @@ from common.runtime import autocast, maybe_compile, seed_everything
 from .data import (SEGMENTS, SELECTIONS, SYNTHETIC, VERBALIZERS, Collate, backbone_dir, dataset_dir, label_words,
                    load_splits, spec_of)
 from .encoder import PROMPT_POSITIONS, load_pretrained
-from .model import METHODS, PromptClassifier, TrainableParams, build_method
+from .model import METHODS, TABLE_UPDATES, PromptClassifier, TrainableParams, build_method
+from .optim import RowwiseAdamW
 from .prompts import GENERATORS
 from .tokenizer import Tokenizer
 
@@ -63,6 +64,9 @@ class IPTConfig(RunConfig):
                                  "pretrain_table.sh (its generator.* weights) or a bare generator state dict "
                                  "(official: sequence_models/pt_model_*.py get_model)")
     freeze_table: bool = option(False, "keep the token table fixed (official fix_emb)")
+    table_update: str = option("dense", "token table: dense = dense gradient + dense AdamW step every update "
+                               "(official); lazy = sparse gradient, only the rows read are updated (optim.py: "
+                               "untouched rows keep value, moments and step count)", choices=TABLE_UPDATES)
     prompt_position: str = option("embeddings", "input prompts (prompt, ipt_prompt, ipt_encoder prompt mode): "
                                   "embeddings = concatenated to the word embeddings before position / token-type "
                                   "embeddings and LayerNorm (official OpenPrompt inputs_embeds; tokens shift by n); "
@@ -105,7 +109,7 @@ def build_model(cfg, backbone):
     prompt = build_method(cfg.method, encoder, prompt_length=cfg.prompt_length, projection=cfg.projection,
                           proj_dim=cfg.proj_dim, prompt_dropout=cfg.prompt_dropout, ipt_tokens=cfg.ipt_tokens,
                           ipt_scale=cfg.ipt_scale, ipt_base=cfg.ipt_base, generator=cfg.generator, pad_id=tok.pad_id,
-                          pretrained_table=table, freeze_table=cfg.freeze_table)
+                          pretrained_table=table, freeze_table=cfg.freeze_table, table_update=cfg.table_update)
     if cfg.generator_init:
         load_generator(prompt, cfg.generator_init)
     spec = spec_of(cfg.task)
@@ -211,7 +215,8 @@ def train_one(cfg, run, r, dist, device, splits, paths):
     spec = spec_of(cfg.task)
     train_loader, dev_loader, test_loader, sampler = loaders(cfg, tok, splits, dist)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    adamw = RowwiseAdamW if cfg.table_update == "lazy" else torch.optim.AdamW
+    opt = adamw(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     updates_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
     total = updates_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(cfg.warmup_steps, total))
