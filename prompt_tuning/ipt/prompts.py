@@ -182,5 +182,11 @@ class InstancePrefix(nn.Module):
         if n != self.deep.length or two_d != 2 * self.deep.dim:
             raise ValueError(f"instance prompt is [{n}, {two_d}], the prefix needs [{self.deep.length}, "
                              f"{2 * self.deep.dim}]")
-        rest = inst.new_zeros(B, n, 2 * self.deep.dim * (self.deep.num_layers - 1))
-        return self.deep.prompt_kv(B, extra=self.scale * torch.cat([inst, rest], dim=2))
+        if self.training and self.deep.dropout.p > 0:  # dropout acts on (W + scale I) as one tensor
+            rest = inst.new_zeros(B, n, 2 * self.deep.dim * (self.deep.num_layers - 1))
+            return self.deep.prompt_kv(B, extra=self.scale * torch.cat([inst, rest], dim=2))
+        # no dropout (the official case): layers 1..L-1 stay batch-broadcast views of W; only layer 0 is per example
+        kv = self.deep.prompt_kv(B)
+        k_i, v_i = split_kv(self.deep.dropout, self.scale * inst, 1, self.deep.num_heads)[0]  # [B, H, n, d_h]
+        kv[0] = (kv[0][0] + k_i, kv[0][1] + v_i)
+        return kv

@@ -160,3 +160,16 @@ def test_lazy_table_update_gives_a_sparse_gradient_of_the_rows_read():
     table(torch.tensor([[5, 7, 7, 9], [2, 5, 1, 1]])).sum().backward()
     g = table.weight.grad.coalesce()
     assert g.is_sparse and sorted(g.indices()[0].tolist()) == [1, 2, 5, 7]  # first 3 ids of each row
+
+
+def test_prefix_instance_term_fast_path_equals_the_flat_sum():
+    """Without dropout layer 0 alone gets the instance term (layers 1.. stay broadcast views); the result is the
+    official flat sum W + scale * [I, 0] split into layers."""
+    torch.manual_seed(0)
+    deep = DeepPrompt(4, 3, 8, 2, dropout=0.0)
+    ipt = InstancePrefix(deep, InstanceTable(40, 16, num_tokens=4), scale=0.05)
+    ids = torch.tensor([[5, 6, 7, 8, 9], [1, 2, 3, 4, 0]])
+    inst = ipt.table(ids)
+    flat = deep.prompt_kv(2, extra=0.05 * torch.cat([inst, inst.new_zeros(2, 4, 2 * 8 * 2)], dim=2))
+    for (k, v), (k_ref, v_ref) in zip(ipt(ids), flat, strict=True):
+        assert torch.allclose(k, k_ref) and torch.allclose(v, v_ref)
