@@ -48,8 +48,10 @@ def test_smoke_ipt_beats_the_prefix_without_instance_term_with_a_bit_identical_f
     assert metrics["test_accuracy"] - control["test_accuracy"] >= IPT_MARGIN, (metrics, control)
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch):
-    train_module.main(QUICK + ["--out_dir", tmp_path / "full"])
+@pytest.mark.parametrize("update", ["dense", "lazy"])
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypatch, update):
+    quick = QUICK + ["--table_update", update]
+    train_module.main(quick + ["--out_dir", tmp_path / "full"])
     full = json.loads((tmp_path / "full" / "metrics.json").read_text())
 
     calls = {"n": 0}
@@ -63,10 +65,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypat
 
     monkeypatch.setattr(train_module, "evaluate", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        train_module.main(QUICK + ["--out_dir", tmp_path / "cut"])
+        train_module.main(quick + ["--out_dir", tmp_path / "cut"])
     monkeypatch.setattr(train_module, "evaluate", real_evaluate)
     assert torch.load(tmp_path / "cut" / "checkpoints" / "repeat0" / "last.pt", weights_only=False)["epoch"] == 1
-    train_module.main(QUICK + ["--out_dir", tmp_path / "cut", "--resume"])
+    train_module.main(quick + ["--out_dir", tmp_path / "cut", "--resume"])
     resumed = json.loads((tmp_path / "cut" / "metrics.json").read_text())
     assert resumed == full
 
