@@ -9,10 +9,15 @@ trainable parameters), train mode, median over `--steps` steps after `--warmup` 
 the batch's real tokens (batch_size x seq_len), not prompt slots. Cases:
   ours_finetune    every encoder weight trains, linear head on the pooler
   ours_ptuning_v2  deep prompts (no reparameterisation, no prompt dropout), linear head on the pooler
-  ours_ipt_prefix  the same prefix + 0.05 * E_I[first n ids] on layer 0 (IPT prefix mode, Random IPT)
+  ours_ipt_prefix  the same prefix + 0.05 * E_I[first n ids] on layer 0 (IPT prefix mode, Random IPT); the
+                   |V| x 2d table gets a dense gradient and a dense AdamW update (official)
+  ours_ipt_prefix_lazy  the same with `--table_update lazy`: sparse table gradient, `optim.RowwiseAdamW`
+                   updates only the rows read (see optim.py for how this changes AdamW)
   peft_prefix      `peft.PrefixTuningConfig(num_virtual_tokens=n)` on `transformers.BertForSequenceClassification`
-                   (the same shape; PEFT trains the prefix and the classifier) -- skipped with a message when
-                   peft is not installed (it is not a requirement of this repo: `pip install peft`).
+                   (the same shape; PEFT trains the prefix and the classifier) -- a row saying why when peft
+                   is not installed (it is not a requirement of this repo: `pip install peft`) or when it fails
+                   (e.g. "Model does not support past key values" with some transformers versions); the peer's
+                   versions (transformers, peft) are recorded in the JSON either way.
 Peak memory: `torch.cuda.max_memory_allocated` on CUDA; not measured on CPU (reported as null).
 """
 import dataclasses
@@ -31,9 +36,10 @@ from common.runtime import autocast, select_device
 
 from .encoder import Encoder, EncoderConfig
 from .model import PromptClassifier, build_method
+from .optim import RowwiseAdamW
 
 HERE = Path(__file__).resolve().parent
-OURS = ("finetune", "ptuning_v2", "ipt_prefix")
+OURS = ("finetune", "ptuning_v2", "ipt_prefix", "ipt_prefix_lazy")
 
 
 @dataclasses.dataclass
@@ -49,7 +55,8 @@ class BenchConfig:
     heads: int = option(12, "BERT-base: 12")
     amp: bool = option(False, "bf16 autocast (CUDA only)")
     threads: int = option(0, "torch CPU threads (0: leave as is)")
-    cases: list[str] = option(["finetune", "ptuning_v2", "ipt_prefix", "peft_prefix"], "what to measure")
+    cases: list[str] = option(["finetune", "ptuning_v2", "ipt_prefix", "ipt_prefix_lazy", "peft_prefix"],
+                              "what to measure")
     out: str = option("bench_results/ipt_bench.json", "JSON file to write")
 
 
@@ -59,9 +66,11 @@ def bert_base_config(cfg):
 
 
 def build_ours(method, cfg):
+    lazy = method.endswith("_lazy")
+    method = method.removesuffix("_lazy")
     encoder = Encoder(bert_base_config(cfg))
     prompt = build_method(method, encoder, prompt_length=cfg.prompt_length, ipt_tokens=cfg.prompt_length,
-                          prompt_dropout=0.0)
+                          prompt_dropout=0.0, table_update="lazy" if lazy else "dense")
     return PromptClassifier(encoder, prompt, 2, pooling="pooler", train_encoder=method == "finetune")
 
 
@@ -81,10 +90,10 @@ def build_peft(cfg):
                                                               num_virtual_tokens=cfg.prompt_length))
 
 
-def measure(name, model, cfg, device, peer=False):
+def measure(name, model, cfg, device, peer=False, lazy=False):
     model.to(device).train()
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-3)
+    opt = (RowwiseAdamW if lazy else torch.optim.AdamW)(params, lr=1e-3)
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(1000, 30000, (cfg.batch_size, cfg.seq_len), generator=g).to(device)
     mask = torch.ones_like(ids)
@@ -136,14 +145,18 @@ def run(cfg):
         torch.manual_seed(0)
         if case == "peft_prefix":
             model = build_peft(cfg)
+            if not isinstance(model, str):
+                try:
+                    results.append(measure(case, model, cfg, device, peer=True))
+                except Exception as e:  # noqa: BLE001  a failing peer is a row, never a crash of the bench
+                    model = f"failed: {type(e).__name__}: {e}"
             if isinstance(model, str):
                 skipped[case] = model
-                print(f"{case}: {model}")
+                print(f"{case}: {model} ({', '.join(f'{k} {v}' for k, v in versions().items())})")
                 continue
-            results.append(measure(case, model, cfg, device, peer=True))
         elif case in OURS:
             model = build_ours(case, cfg)
-            results.append(measure(f"ours_{case}", model, cfg, device))
+            results.append(measure(f"ours_{case}", model, cfg, device, lazy=case.endswith("_lazy")))
         else:
             raise ValueError(f"unknown case {case!r}; choose from {OURS + ('peft_prefix',)}")
         del model
@@ -154,8 +167,10 @@ def run(cfg):
     if "ours_ptuning_v2" in by and "peft_prefix" in by:
         ratios["ptuning_v2_over_peft_tokens_per_s"] = by["ours_ptuning_v2"]["tokens_per_s"] / by["peft_prefix"][
             "tokens_per_s"]
-    if "ours_ptuning_v2" in by and "ours_ipt_prefix" in by:
-        ratios["ipt_step_over_ptuning_v2_step"] = by["ours_ipt_prefix"]["step_s"] / by["ours_ptuning_v2"]["step_s"]
+    for ipt in ("ours_ipt_prefix", "ours_ipt_prefix_lazy"):
+        if "ours_ptuning_v2" in by and ipt in by:
+            key = "ipt_step_over_ptuning_v2_step" + ("_lazy" if ipt.endswith("_lazy") else "")
+            ratios[key] = by[ipt]["step_s"] / by["ours_ptuning_v2"]["step_s"]
     out = {"device": str(device), "torch": torch.__version__, "versions": versions(),
            "threads": torch.get_num_threads(), "config": dataclasses.asdict(cfg), "cases": results,
            "skipped": skipped, "ratios": ratios}
@@ -169,6 +184,8 @@ def format_table(out):
         rows.append((r["case"], f"{r['step_s']:.3f}", f"{r['tokens_per_s']:.0f}", mem, f"{r['trainable_params']:,}"))
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines += [f"{case}: {why}" for case, why in out["skipped"].items()]
+    lines += [f"versions: {', '.join(f'{k} {v}' for k, v in out['versions'].items())}"]
     lines += [f"{k}: {v:.3f}" for k, v in out["ratios"].items()]
     return "\n".join(lines)
 

@@ -1,8 +1,12 @@
 """A BERT / RoBERTa encoder in plain PyTorch whose self-attention takes prompt keys/values directly.
 
 Prompts enter where the papers put them:
-* input prompts (Lester et al. prompt tuning, IPT prompt mode): `n` vectors placed before the token embeddings
-  of the sequence (after the embedding LayerNorm; they get no position or token-type embedding);
+* input prompts (Lester et al. prompt tuning, IPT prompt mode): `n` vectors placed before the word embeddings
+  of the sequence. By default (`prompt_position="embeddings"`) as IPT's OpenPrompt `SoftTemplate.process_batch`
+  does: `[P; E_word(x)]` is given to the model as `inputs_embeds`, so position embeddings 0..n+T-1 (the real
+  tokens shift by n), token-type 0 for the prompt slots, the embedding LayerNorm and dropout apply to all n+T
+  vectors. `prompt_position="after_layernorm"` is the older behaviour: the prompts join after the embedding
+  LayerNorm and get no position or token-type embedding (the real tokens keep positions 0..T-1);
 * deep prompts (prefix tuning / P-tuning v2, IPT prefix mode): per layer a key block `K_p` and a value block
   `V_p` ([B, H, n, d/H]) concatenated before the layer's own keys and values:
 
@@ -54,6 +58,9 @@ class EncoderConfig:
 
     def to_json(self):
         return dict(dataclasses.asdict(self), hidden_act="gelu", architectures=["BertForMaskedLM"])
+
+
+PROMPT_POSITIONS = ("embeddings", "after_layernorm")
 
 
 class SelfAttention(nn.Module):
@@ -147,24 +154,47 @@ class Encoder(nn.Module):
             return (torch.cumsum(attention_mask, dim=1) * attention_mask + pad).long()
         return torch.arange(input_ids.shape[1], device=input_ids.device).expand_as(input_ids)
 
-    def forward(self, input_ids, attention_mask, token_type_ids=None, input_prompts=None, prompt_kv=None):
+    def embeds_position_ids(self, embeds):
+        """Position ids of an `inputs_embeds` sequence [B, L, d] as Hugging Face makes them (no ids to find the
+        padding in): BERT 0..L-1; RoBERTa pad+1..pad+L (`create_position_ids_from_inputs_embeds`)."""
+        B, L = embeds.shape[:2]
+        pos = torch.arange(L, device=embeds.device).expand(B, L)
+        if self.cfg.model_type == "roberta":
+            pos = pos + self.cfg.pad_token_id + 1
+        if int(pos.max()) >= self.cfg.max_position_embeddings:
+            raise ValueError(f"{L} positions (input prompts + tokens) exceed max_position_embeddings "
+                             f"{self.cfg.max_position_embeddings}: shorten max_length or the prompt")
+        return pos
+
+    def forward(self, input_ids, attention_mask, token_type_ids=None, input_prompts=None, prompt_kv=None,
+                prompt_position="embeddings"):
         """Hidden states of the real tokens.
 
         input_ids, attention_mask, token_type_ids: [B, T] (mask 1 = token, 0 = padding).
         input_prompts: [B, n_in, d] vectors prepended to the sequence (prompt tuning), or None.
         prompt_kv: list over layers of (K_p, V_p) [B, H, n_kv, d_h] (prefix / P-tuning v2), or None.
+        prompt_position: where input prompts join, "embeddings" (official IPT / OpenPrompt) or "after_layernorm"
+            (see the module docstring).
         Returns [B, T, d] (the input prompts' own output positions are dropped).
         """
+        if prompt_position not in PROMPT_POSITIONS:
+            raise ValueError(f"prompt_position {prompt_position!r} is not one of {PROMPT_POSITIONS}")
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
         token_type_ids = token_type_ids.clamp(max=self.cfg.type_vocab_size - 1)  # RoBERTa has one type
-        pos = self.position_ids(input_ids, attention_mask)
-        x = self.word_embeddings(input_ids) + self.position_embeddings(pos) + self.token_type_embeddings(token_type_ids)
-        x = self.emb_ln(x)                                                    # [B, T, d]
         mask = attention_mask.bool()
-        n_in = 0
-        if input_prompts is not None and input_prompts.shape[1] > 0:
-            n_in = input_prompts.shape[1]
+        n_in = 0 if input_prompts is None else input_prompts.shape[1]
+        words = self.word_embeddings(input_ids)                               # [B, T, d]
+        if n_in and prompt_position == "embeddings":
+            # OpenPrompt: inputs_embeds = [P; E(x)], then the model's own embedding module on all n + T vectors
+            words = torch.cat([input_prompts.to(words.dtype), words], dim=1)  # [B, n + T, d]
+            mask = torch.cat([mask.new_ones(mask.shape[0], n_in), mask], dim=1)
+            token_type_ids = torch.cat([token_type_ids.new_zeros(token_type_ids.shape[0], n_in), token_type_ids], 1)
+            pos = self.embeds_position_ids(words)
+        else:
+            pos = self.position_ids(input_ids, attention_mask)
+        x = self.emb_ln(words + self.position_embeddings(pos) + self.token_type_embeddings(token_type_ids))
+        if n_in and prompt_position == "after_layernorm":
             x = torch.cat([input_prompts.to(x.dtype), x], dim=1)              # [B, n_in + T, d]
             mask = torch.cat([mask.new_ones(mask.shape[0], n_in), mask], dim=1)
         x = self.drop(x)

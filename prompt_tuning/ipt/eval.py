@@ -17,7 +17,7 @@ from common.errors import ConfigError, exit_on_user_error
 from common.rundir import Run
 
 from .data import load_splits, spec_of
-from .train import IPTConfig, build_model, evaluate, loaders
+from .train import IPTConfig, build_model, evaluate, loaders, metric_names
 
 
 @dataclasses.dataclass
@@ -43,11 +43,11 @@ def main(argv=None):
     model.to(device)
     data_dir = Path(ckpt["data_dir"])
     data_dir = Path(cfg.data_root) / data_dir.name if cfg.data_root else data_dir
-    splits = load_splits(train_cfg.task, data_dir, train_cfg.dev_fraction, train_cfg.seed)
+    splits = load_splits(train_cfg.task, data_dir, train_cfg.dev_fraction, train_cfg.seed, train_cfg.selection)
     _, dev_loader, test_loader, _ = loaders(train_cfg, tok, splits, dist)
     with torch.no_grad():
         metrics = evaluate(model, test_loader if cfg.split == "test" else dev_loader, spec_of(train_cfg.task),
-                           device, cfg.amp)
+                           device, cfg.amp, metric_names(train_cfg))
     run.write_metrics({f"{cfg.split}_{k}": v for k, v in metrics.items()})
     run.close()
 

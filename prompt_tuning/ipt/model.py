@@ -16,11 +16,12 @@ import torch.nn as nn
 from .prompts import GENERATORS, DeepPrompt, InputPrompt, InstancePrefix, InstancePrompt, InstanceTable
 
 METHODS = ("finetune", "prompt", "ptuning_v2", "ipt_prompt", "ipt_prefix", "ipt_encoder")
+TABLE_UPDATES = ("dense", "lazy")  # the token table's gradient / optimiser update (optim.py)
 
 
 def build_method(method, encoder, *, prompt_length=100, projection=False, proj_dim=512, prompt_dropout=0.1,
                  ipt_tokens=100, ipt_scale=0.05, ipt_base="prompt", generator="mlp", pad_id=0,
-                 pretrained_table=None, freeze_table=False):
+                 pretrained_table=None, freeze_table=False, table_update="dense"):
     """The prompt module of `method` for `encoder` (None for finetune)."""
     cfg = encoder.cfg
     d, L, H, V = cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.vocab_size
@@ -44,7 +45,10 @@ def build_method(method, encoder, *, prompt_length=100, projection=False, proj_d
             raise ValueError("ipt_prompt: the prompt is E_I[x_1..x_n], so ipt_tokens must equal prompt_length")
         if base == "prefix" and ipt_tokens != prompt_length:
             raise ValueError("ipt_prefix: E_I[x_1..x_n] is added to the n prefix slots: ipt_tokens = prompt_length")
-    table = InstanceTable(V, width, ipt_tokens, pad_id=pad_id, pretrained=pretrained_table, freeze=freeze_table)
+    if table_update not in TABLE_UPDATES:
+        raise ValueError(f"table_update {table_update!r} is not one of {TABLE_UPDATES}")
+    table = InstanceTable(V, width, ipt_tokens, pad_id=pad_id, pretrained=pretrained_table, freeze=freeze_table,
+                          sparse_grad=table_update == "lazy")
     if base == "prompt":
         return InstancePrompt(table, gen)
     return InstancePrefix(deep(), table, scale=ipt_scale, generator=gen)
@@ -54,9 +58,10 @@ class PromptClassifier(nn.Module):
     """Encoder + prompt method + head -> class logits [B, C]."""
 
     def __init__(self, encoder, prompt, num_classes, head="linear", pooling="cls", head_dropout=0.1,
-                 label_word_ids=None, train_encoder=False):
+                 label_word_ids=None, train_encoder=False, prompt_position="embeddings"):
         super().__init__()
         self.encoder, self.prompt, self.head_type, self.pooling = encoder, prompt, head, pooling
+        self.prompt_position = prompt_position  # where input prompts join (encoder.Encoder.forward)
         if head == "mlm":
             if encoder.mlm is None:
                 raise ValueError("head mlm needs a checkpoint with an MLM head; use head linear")
@@ -83,7 +88,7 @@ class PromptClassifier(nn.Module):
         elif isinstance(self.prompt, InstancePrefix):
             prompt_kv = self.prompt(input_ids)
         h = self.encoder(input_ids, attention_mask, token_type_ids, input_prompts=input_prompts,
-                         prompt_kv=prompt_kv)                                # [B, T, d]
+                         prompt_kv=prompt_kv, prompt_position=self.prompt_position)  # [B, T, d]
         if self.head is None:
             return self.encoder.mlm(h[torch.arange(B, device=h.device), mask_pos], self.label_word_ids)
         return self.head(pool(self.encoder, h, attention_mask, self.pooling))

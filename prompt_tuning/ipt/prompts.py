@@ -5,6 +5,7 @@ A deep prompt is a list over layers of (K_p, V_p), each [B, H, n, d_h], consumed
 """
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 
 class InputPrompt(nn.Module):
@@ -70,9 +71,11 @@ class InstanceTable(nn.Module):
     (`random_range`), or from a pretrained table ("Pretrained IPT"), optionally frozen (`fix_emb`).
     """
 
-    def __init__(self, vocab_size, width, num_tokens, pad_id=0, init_range=0.5, pretrained=None, freeze=False):
+    def __init__(self, vocab_size, width, num_tokens, pad_id=0, init_range=0.5, pretrained=None, freeze=False,
+                 sparse_grad=False):
         super().__init__()
         self.num_tokens, self.pad_id = num_tokens, pad_id
+        self.sparse_grad = sparse_grad  # --table_update lazy: a sparse gradient holding only the rows read
         weight = torch.empty(vocab_size, width).uniform_(-init_range, init_range)
         if pretrained is not None:
             if tuple(pretrained.shape) != (vocab_size, width):
@@ -88,7 +91,7 @@ class InstanceTable(nn.Module):
         return ids
 
     def forward(self, input_ids):
-        return self.weight[self.token_ids(input_ids)]                       # [B, n, w]
+        return F.embedding(self.token_ids(input_ids), self.weight, sparse=self.sparse_grad)  # [B, n, w]
 
 
 class MLPGenerator(nn.Module):
@@ -179,5 +182,11 @@ class InstancePrefix(nn.Module):
         if n != self.deep.length or two_d != 2 * self.deep.dim:
             raise ValueError(f"instance prompt is [{n}, {two_d}], the prefix needs [{self.deep.length}, "
                              f"{2 * self.deep.dim}]")
-        rest = inst.new_zeros(B, n, 2 * self.deep.dim * (self.deep.num_layers - 1))
-        return self.deep.prompt_kv(B, extra=self.scale * torch.cat([inst, rest], dim=2))
+        if self.training and self.deep.dropout.p > 0:  # dropout acts on (W + scale I) as one tensor
+            rest = inst.new_zeros(B, n, 2 * self.deep.dim * (self.deep.num_layers - 1))
+            return self.deep.prompt_kv(B, extra=self.scale * torch.cat([inst, rest], dim=2))
+        # no dropout (the official case): layers 1..L-1 stay batch-broadcast views of W; only layer 0 is per example
+        kv = self.deep.prompt_kv(B)
+        k_i, v_i = split_kv(self.deep.dropout, self.scale * inst, 1, self.deep.num_heads)[0]  # [B, H, n, d_h]
+        kv[0] = (kv[0][0] + k_i, kv[0][1] + v_i)
+        return kv

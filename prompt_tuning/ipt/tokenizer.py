@@ -6,6 +6,9 @@ import torch
 from common.errors import DataError
 
 
+MASK = object()  # a template part that is the tokenizer's mask token
+
+
 class Tokenizer:
     """The checkpoint's tokenizer: tokenizer.json, else vocab.txt (WordPiece) or vocab.json + merges.txt (BPE).
 
@@ -53,11 +56,52 @@ class Tokenizer:
     def __call__(self, pairs):
         """[(text_a, text_b or None)] -> dict of [B, T] int64 tensors input_ids, attention_mask, token_type_ids."""
         encs = [self.tok.encode(a, b) if b is not None else self.tok.encode(a) for a, b in pairs]
-        T = max(len(e.ids) for e in encs)
-        ids = torch.full((len(encs), T), self.pad_id, dtype=torch.long)
+        return self.pad([(e.ids, e.type_ids) for e in encs])
+
+    def special_ids(self):
+        """(start, end) ids of a single sequence: [CLS]/[SEP] or <s>/</s>."""
+        vocab = self.tok.get_vocab()
+        for start, end in (("[CLS]", "[SEP]"), ("<s>", "</s>")):
+            if start in vocab and end in vocab:
+                return vocab[start], vocab[end]
+        raise DataError("tokenizer", "no [CLS]/[SEP] or <s>/</s> in the vocabulary")
+
+    def encode_template(self, parts):
+        """One sequence from template parts [(text or MASK, shortenable)] (OpenPrompt's tokenizer wrapper):
+        each part tokenised on its own (BPE: with a leading space after the first), shortenable parts cut from
+        their ends in order until start + parts + end fit `max_length` (`truncate_from_head`). -> ids."""
+        bpe = "<s>" in self.tok.get_vocab()
+        pieces = []
+        for i, (text, shortenable) in enumerate(parts):
+            if text is MASK:
+                ids = [self.mask_id]
+            else:
+                ids = self.tok.encode(" " + text if bpe and i else text, add_special_tokens=False).ids
+            pieces.append([ids, shortenable])
+        excess = sum(len(ids) for ids, _ in pieces) + 2 - self.max_length
+        for piece in pieces:
+            if excess <= 0:
+                break
+            if piece[1]:
+                cut = min(excess, len(piece[0]))
+                piece[0], excess = piece[0][: len(piece[0]) - cut], excess - cut
+        if excess > 0:
+            raise ValueError(f"the template's fixed words alone exceed max_length {self.max_length}")
+        start, end = self.special_ids()
+        return [start] + [t for ids, _ in pieces for t in ids] + [end]
+
+    def encode_templates(self, batch_parts):
+        """[[(text or MASK, shortenable)]] -> padded batch dict, token type 0 everywhere."""
+        encs = [self.encode_template(parts) for parts in batch_parts]
+        return self.pad([(ids, [0] * len(ids)) for ids in encs])
+
+    def pad(self, encs):
+        """[(ids, type_ids)] -> dict of [B, T] int64 tensors padded with the pad id (mask 0 there)."""
+        T = max(len(ids) for ids, _ in encs)
+        ids_t = torch.full((len(encs), T), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(encs), T), dtype=torch.long)
         types = torch.zeros((len(encs), T), dtype=torch.long)
-        for i, e in enumerate(encs):
-            n = len(e.ids)
-            ids[i, :n], mask[i, :n], types[i, :n] = torch.tensor(e.ids), 1, torch.tensor(e.type_ids)
-        return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+        for i, (ids, type_ids) in enumerate(encs):
+            n = len(ids)
+            ids_t[i, :n], mask[i, :n], types[i, :n] = torch.tensor(ids), 1, torch.tensor(type_ids)
+        return {"input_ids": ids_t, "attention_mask": mask, "token_type_ids": types}

@@ -4,9 +4,10 @@
 
 Protocol of the official IPT run (`experiments/rte_roberta_large_cased_prompttuning.yaml`): frozen PLM,
 AdamW (eps 1e-8) on the prompt parameters only, linear warm-up then linear decay, gradient accumulation, the
-checkpoint with the best dev metric is tested (training at lr 0.03 is unstable; best-epoch selection matters).
-SuperGLUE / GLUE test labels are not public: as in the paper, the released dev set is the reported test set
-and a seeded `dev_fraction` of train is held out for selection. `--repeat N` trains seeds seed..seed+N-1 and
+checkpoint with the best dev metric (micro-F1) is tested (training at lr 0.03 is unstable; best-epoch selection
+matters). `--selection val_file` (default, the official `FewGLUEDataProcessor`): train.jsonl / val.jsonl (selection)
+/ test.jsonl (reported); `--selection holdout`: a seeded `dev_fraction` of train is held out for selection and
+the released dev file is the reported test set (for unlabelled SuperGLUE / GLUE test sets and AG News). `--repeat N` trains seeds seed..seed+N-1 and
 reports mean and std. Only the trained parameters (prompt + head, or all for finetune) are checkpointed.
 """
 import dataclasses
@@ -21,15 +22,18 @@ from common.checkpoint import load_checkpoint, restore_training_state, save_chec
 from common.config import RunConfig, config_to_dict, option, parse_config
 from common.data.text_classification import TASKS
 from common.distributed import barrier, cleanup_distributed, distributed_sampler, init_distributed, wrap_ddp
-from common.errors import exit_on_user_error
+from common.errors import ConfigError, DataError, exit_on_user_error
+from common.metrics.classification import f1_scores
 from common.metrics.summary import mean_std
 from common.metrics.text import task_metrics
 from common.rundir import Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
 
-from .data import LABEL_WORDS, SYNTHETIC, Collate, backbone_dir, dataset_dir, load_splits, spec_of
-from .encoder import load_pretrained
-from .model import METHODS, PromptClassifier, TrainableParams, build_method
+from .data import (SEGMENTS, SELECTIONS, SYNTHETIC, VERBALIZERS, Collate, backbone_dir, dataset_dir, label_words,
+                   load_splits, spec_of)
+from .encoder import PROMPT_POSITIONS, load_pretrained
+from .model import METHODS, TABLE_UPDATES, PromptClassifier, TrainableParams, build_method
+from .optim import RowwiseAdamW
 from .prompts import GENERATORS
 from .tokenizer import Tokenizer
 
@@ -56,7 +60,29 @@ class IPTConfig(RunConfig):
     ipt_base: str = option("prompt", "ipt_encoder: prompt or prefix mode", choices=("prompt", "prefix"))
     generator: str = option("mlp", "ipt_encoder: prompt generator network", choices=tuple(GENERATORS))
     table_init: str = option("", "Pretrained IPT: a .pt / .safetensors file holding the [V, w] table")
+    generator_init: str = option("", "ipt_encoder: pretrained prompt generator, the checkpoints/best.pt of "
+                                 "pretrain_table.sh (its generator.* weights) or a bare generator state dict "
+                                 "(official: sequence_models/pt_model_*.py get_model)")
     freeze_table: bool = option(False, "keep the token table fixed (official fix_emb)")
+    table_update: str = option("dense", "token table: dense = dense gradient + dense AdamW step every update "
+                               "(official); lazy = sparse gradient, only the rows read are updated (optim.py: "
+                               "untouched rows keep value, moments and step count)", choices=TABLE_UPDATES)
+    prompt_position: str = option("embeddings", "input prompts (prompt, ipt_prompt, ipt_encoder prompt mode): "
+                                  "embeddings = concatenated to the word embeddings before position / token-type "
+                                  "embeddings and LayerNorm (official OpenPrompt inputs_embeds; tokens shift by n); "
+                                  "after_layernorm = inserted after the embedding LayerNorm without position",
+                                  choices=PROMPT_POSITIONS)
+    segments: str = option("one", "head mlm: one = the template as one sequence (OpenPrompt), pair = "
+                           "(text_a, template(text_b)) as a tokenizer pair", choices=SEGMENTS)
+    verbalizer: str = option("official", "head mlm label words: official (IPT scripts; BoolQ True->no, False->yes "
+                             "as its processor; MultiRC No/Yes) or semantic (BoolQ False->no, True->yes)",
+                             choices=VERBALIZERS)
+    metrics: str = option("official", "official: micro-F1 (selects) and accuracy for every task, MultiRC per "
+                          "answer option (IPT yaml classification.metric); task: the task's SuperGLUE/GLUE "
+                          "metrics (MultiRC EM / F1a)", choices=("official", "task"))
+    selection: str = option("val_file", "val_file: select on val.jsonl, report on test.jsonl (FewGLUE, official "
+                            "loader); holdout: select on dev_fraction of train, report on the released dev file",
+                            choices=SELECTIONS)
     max_length: int = option(128, "tokens per input (truncation)")
     batch_size: int = option(32, "examples per step (per process)")
     grad_accum: int = option(1, "steps accumulated per update")
@@ -83,14 +109,31 @@ def build_model(cfg, backbone):
     prompt = build_method(cfg.method, encoder, prompt_length=cfg.prompt_length, projection=cfg.projection,
                           proj_dim=cfg.proj_dim, prompt_dropout=cfg.prompt_dropout, ipt_tokens=cfg.ipt_tokens,
                           ipt_scale=cfg.ipt_scale, ipt_base=cfg.ipt_base, generator=cfg.generator, pad_id=tok.pad_id,
-                          pretrained_table=table, freeze_table=cfg.freeze_table)
+                          pretrained_table=table, freeze_table=cfg.freeze_table, table_update=cfg.table_update)
+    if cfg.generator_init:
+        load_generator(prompt, cfg.generator_init)
     spec = spec_of(cfg.task)
-    words = LABEL_WORDS[cfg.task]
+    words = label_words(cfg.task, cfg.verbalizer)
     label_ids = [tok.token_id(w) for w in words] if cfg.head == "mlm" else None
     model = PromptClassifier(encoder, prompt, len(spec.labels), head=cfg.head, pooling=cfg.pooling,
                              head_dropout=cfg.head_dropout, label_word_ids=label_ids,
-                             train_encoder=cfg.method == "finetune")
+                             train_encoder=cfg.method == "finetune", prompt_position=cfg.prompt_position)
     return model, tok
+
+
+def load_generator(prompt, path):
+    """Load pretrained generator weights into an ipt_encoder prompt module (pretrain_table.sh's best.pt, whose
+    `model` holds `generator.*`, or a bare generator state dict)."""
+    generator = getattr(prompt, "generator", None)
+    if generator is None:
+        raise ConfigError("--generator_init needs --method ipt_encoder (only it has a prompt generator)")
+    state = load_checkpoint(path)
+    if isinstance(state, dict) and isinstance(state.get("model"), dict):
+        state = {k[len("generator."):]: v for k, v in state["model"].items() if k.startswith("generator.")}
+    try:
+        generator.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as e:
+        raise DataError(path, f"not the weights of this --generator ({type(generator).__name__}): {e}") from None
 
 
 def _read_table(path):
@@ -102,8 +145,14 @@ def _read_table(path):
     return obj if torch.is_tensor(obj) else next(iter(obj.values()))
 
 
-def evaluate(model, loader, spec, device, amp=False):
-    """Metrics of `model` on `loader` (fractions) -> dict; accuracy always, plus the task's metrics."""
+def metric_names(cfg):
+    """The metrics reported; the first one selects the checkpoint. official (IPT yaml): micro-F1, accuracy."""
+    return ("micro_f1", "accuracy") if cfg.metrics == "official" else spec_of(cfg.task).metrics
+
+
+def evaluate(model, loader, spec, device, amp=False, names=None):
+    """Metrics of `model` on `loader` (fractions) -> dict; accuracy always, plus `names` (default: the task's
+    metrics). micro_f1 is sklearn's f1_score(average="micro") over the examples (MultiRC: answer options)."""
     model.eval()
     preds, labels, groups = [], [], []
     with torch.no_grad(), autocast(device, amp):
@@ -113,7 +162,11 @@ def evaluate(model, loader, spec, device, amp=False):
             labels.append(batch["labels"])
             groups.append(batch["groups"])
     y, p, g = torch.cat(labels).numpy(), torch.cat(preds).numpy(), torch.cat(groups).numpy()
-    return task_metrics(spec.metrics, y, p, len(spec.labels), groups=g)
+    names = spec.metrics if names is None else names
+    out = task_metrics([n for n in names if n != "micro_f1"], y, p, len(spec.labels), groups=g)
+    if "micro_f1" in names:
+        out["micro_f1"] = f1_scores(y, p, len(spec.labels))["micro_f1"]
+    return out
 
 
 def forward(model, batch, device):
@@ -124,7 +177,8 @@ def forward(model, batch, device):
 
 
 def loaders(cfg, tok, splits, dist):
-    collate = Collate(tok, "agnews" if cfg.task == SYNTHETIC else cfg.task, template=cfg.head == "mlm")
+    collate = Collate(tok, "agnews" if cfg.task == SYNTHETIC else cfg.task, template=cfg.head == "mlm",
+                      segments=cfg.segments)
     train, dev, test = splits
     sampler = distributed_sampler(train, shuffle=True, seed=cfg.seed) if dist.enabled else None
     make = lambda data, bs, shuffle, s=None: torch.utils.data.DataLoader(  # noqa: E731
@@ -161,7 +215,8 @@ def train_one(cfg, run, r, dist, device, splits, paths):
     spec = spec_of(cfg.task)
     train_loader, dev_loader, test_loader, sampler = loaders(cfg, tok, splits, dist)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
+    adamw = RowwiseAdamW if cfg.table_update == "lazy" else torch.optim.AdamW
+    opt = adamw(params, lr=cfg.lr, eps=cfg.adam_eps, weight_decay=cfg.weight_decay)
     updates_per_epoch = max(1, len(train_loader) // cfg.grad_accum)
     total = updates_per_epoch * cfg.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, linear_warmup_decay(cfg.warmup_steps, total))
@@ -206,8 +261,8 @@ def train_one(cfg, run, r, dist, device, splits, paths):
                 opt.zero_grad(set_to_none=True)
                 step += 1
         opt.zero_grad(set_to_none=True)  # a partial accumulation at the epoch end is dropped
-        dev = evaluate(model, dev_loader, spec, device, cfg.amp)
-        key = spec.metrics[0]
+        dev = evaluate(model, dev_loader, spec, device, cfg.amp, metric_names(cfg))
+        key = metric_names(cfg)[0]
         state["history"].append((epoch, total_loss / max(1, n_batches), dev[key]))
         run.scalars(step, **{f"repeat{r}/train_loss": total_loss / max(1, n_batches), f"repeat{r}/dev_{key}": dev[key]})
         if dev[key] > state["best"]:
@@ -219,9 +274,9 @@ def train_one(cfg, run, r, dist, device, splits, paths):
     change = max_change(before, model)
     barrier()  # rank 0 has written best.pt
     model.load_trainable_state_dict(load_checkpoint(best_path)["model"])
-    test = evaluate(model, test_loader, spec, device, cfg.amp)
+    test = evaluate(model, test_loader, spec, device, cfg.amp, metric_names(cfg))
     out = {f"test_{k}": v for k, v in test.items()}
-    out.update({f"best_dev_{spec.metrics[0]}": state["best"], "encoder_max_abs_change": change,
+    out.update({f"best_dev_{metric_names(cfg)[0]}": state["best"], "encoder_max_abs_change": change,
                 "trainable_ratio": report["trainable_ratio"],
                 "trainable_ratio_without_table": report["trainable_ratio_without_table"],
                 "trainable_params": report["trainable_params"]})
@@ -238,7 +293,7 @@ def main(argv=None):
         backbone_dir(cfg)
     barrier()
     paths = {"data_dir": str(dataset_dir(cfg).resolve()), "backbone_dir": str(backbone_dir(cfg).resolve())}
-    splits = load_splits(cfg.task, paths["data_dir"], cfg.dev_fraction, cfg.seed)
+    splits = load_splits(cfg.task, paths["data_dir"], cfg.dev_fraction, cfg.seed, cfg.selection)
     run.log.info("%s on %s (train %d, dev %d, test %d), backbone %s, device %s", cfg.method, cfg.task,
                  *map(len, splits), paths["backbone_dir"], device)
     results = []

@@ -2,8 +2,11 @@
 
 - ours (`train.sh` writes `checkpoints/last.pt`): `model` = student INONetwork state, `ema` = teacher.
 - official INO (`main_VOS.py`, DINO-style `checkpoint.pth`): {'student': ..., 'teacher': ..., 'optimizer',
-  'epoch', 'args', ...}; keys `module.backbone.<vit key>` (DDP + MultiCropWrapper) and `module.head.*`.
-  INO evaluates the `student` (`infer_vos.sh`: `checkpoint_key=student`).
+  'epoch', 'args', ...}; student keys `module.backbone.<vit key>` (DDP + MultiCropWrapper) and
+  `module.headlist.headlist.0.*` (its MultiLayerWrapper of DINO heads, weight-normed `last_layer.weight_g/_v`);
+  the teacher is saved unwrapped (`backbone.*`, `headlist.headlist.0.*`). INO evaluates the `student`
+  (`infer_vos.sh`: `checkpoint_key=student`). `tests/data/official_main_vos_keys.json` lists these keys and
+  shapes as the official classes produce them (`tools/dump_official_keys.py`).
 - DINO releases (`dino_deitsmall8_pretrain.pth`): a bare ViT state dict (`cls_token`, `pos_embed` for a
   28x28 grid, `patch_embed.proj.*`, `blocks.i.*`, `norm.*`); full DINO checkpoints have 'student'/'teacher'
   like INO's.
@@ -18,6 +21,7 @@ from common.errors import DataError
 from .model import ARCHS, VisionTransformer
 
 PREFIXES = ("module.", "backbone.", "_orig_mod.")
+HEAD_MODULES = ("head", "headlist")  # ours / official INO: projection heads, not part of the backbone
 MASK_TOKEN_NAMES = ("masked_embed", "mask_token")  # iBOT-style name, ours
 
 
@@ -38,7 +42,7 @@ def backbone_state(state, key="student"):
             for p in PREFIXES:
                 if stripped.startswith(p):
                     stripped, changed = stripped[len(p):], True
-        if stripped.startswith("head."):
+        if stripped.split(".")[0] in HEAD_MODULES:
             continue
         if stripped in MASK_TOKEN_NAMES:
             stripped = "mask_token"

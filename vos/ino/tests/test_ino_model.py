@@ -116,3 +116,25 @@ def test_checkpoint_loaders_ours_official_ino_and_dino(tmp_path):
     from common.errors import DataError
     with pytest.raises(DataError, match="bad.pth"):
         load_backbone(tmp_path / "bad.pth")
+
+
+def test_weight_decay_exempts_biases_and_1d_params_only_as_official():
+    """Official `utils.get_params_groups`: `name.endswith('.bias') or len(param.shape) == 1` is not decayed;
+    the 3-D tokens and position embedding are."""
+    from ino.train import param_groups
+    student, _ = build_ino("vit_micro", 8, out_dim=16, hidden_dim=16, bottleneck_dim=8)
+    decay, no_decay = param_groups(student)
+    names = {id(p): n for n, p in student.named_parameters()}
+    no_decay_names = {names[id(p)] for p in no_decay["params"]}
+    decay_names = {names[id(p)] for p in decay["params"]}
+    assert no_decay["weight_decay"] == 0.0 and "weight_decay" not in decay
+    assert {"backbone.cls_token", "backbone.mask_token", "backbone.pos_embed"} <= decay_names
+    expected = {n for n, p in student.named_parameters() if p.requires_grad and (n.endswith(".bias") or p.ndim == 1)}
+    assert no_decay_names == expected and decay_names.isdisjoint(expected)
+
+
+def test_eval_speed_never_reads_zero_frames_per_second():
+    from ino.eval import speed_text
+    assert speed_text(3, 600.0) == "200 s/frame"
+    assert speed_text(100, 4.0) == "25 frames/s"
+    assert "0.0" not in speed_text(1, 1e4)

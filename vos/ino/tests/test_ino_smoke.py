@@ -1,5 +1,11 @@
 """End to end on generated clips: train.sh + eval.sh reach a J&F floor that shuffled features fail; the
-written palette PNGs re-read to the scored ids; --resume ends with the same weights as an uninterrupted run."""
+written palette PNGs re-read to the scored ids; --resume ends with the same weights as an uninterrupted run.
+
+Control (issue 19): the untrained network (`--feature_control untrained`, the initial weights of the run) on
+the same generated clips. The smoke run does NOT beat it, so this test asserts only "beats chance" (the
+shuffled-feature control); see the README's smoke-test section. Measured 2026-12-03 on a 2-core CPU, J&F of
+trained / untrained for seeds 0, 1, 2: 0.637 / 0.638, 0.654 / 0.646, 0.542 / 0.551 (difference -0.009 to
++0.008, within seed noise: the three seeds' J&F spread is 0.11)."""
 import json
 import subprocess
 from pathlib import Path
@@ -11,7 +17,7 @@ from common.data.davis import load_davis, read_annotation
 from common.metrics.davis import evaluate_results_dir
 
 HERE = Path(__file__).resolve().parents[1]
-JF_FLOOR = 0.45  # measured: smoke-trained 0.64, token-shuffled features 0.06 (README)
+JF_FLOOR = 0.45  # measured: smoke-trained 0.64, untrained 0.64, token-shuffled features 0.06 (README)
 
 
 def _sh(script, *args, cwd):
@@ -27,9 +33,13 @@ def test_smoke_train_eval_floor_and_shuffled_control(tmp_path):
     _sh("eval.sh", "--checkpoint", ckpt, "--out_dir", tmp_path / "eval", cwd=tmp_path)
     _sh("eval.sh", "--checkpoint", ckpt, "--out_dir", tmp_path / "shuffled", "--feature_control", "shuffled",
         "--overlay_every", 0, cwd=tmp_path)
+    _sh("eval.sh", "--checkpoint", ckpt, "--out_dir", tmp_path / "untrained", "--feature_control", "untrained",
+        "--overlay_every", 0, cwd=tmp_path)
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     shuffled = json.loads((tmp_path / "shuffled" / "metrics.json").read_text())
-    assert metrics["jf_mean"] >= JF_FLOOR > shuffled["jf_mean"], (metrics, shuffled)
+    untrained = json.loads((tmp_path / "untrained" / "metrics.json").read_text())
+    # beats chance only: the untrained control scores the same on these clips (module docstring, README)
+    assert metrics["jf_mean"] >= JF_FLOOR > shuffled["jf_mean"], (metrics, shuffled, untrained)
     assert all(0 <= metrics[k] <= 1 for k in ("jf_mean", "j_mean", "f_mean"))
     # the results are palette PNGs that re-read (through the reader the official tool also uses) to the
     # same ids: scoring the folder again gives the numbers of metrics.json
