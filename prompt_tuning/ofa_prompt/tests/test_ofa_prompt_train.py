@@ -154,3 +154,10 @@ def test_refcoco_samples_bin_the_box_as_the_official_dataset(tmp_path):
     assert sample["target"][:4] == expected and sample["prev"][1:] == expected
     assert sample["image"].shape == (3, 128, 128)
     assert tok.decode(sample["src"]).startswith(' which region does the text "')
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in (HERE / "configs").glob("*.yaml")))
+def test_every_config_parses(config):
+    from common.config import parse_config
+    cfg = parse_config(train_module.OFAPromptConfig, ["--config", str(HERE / "configs" / config)])
+    assert cfg.tuning == "prompt" and cfg.encoder_prompt_length > 0
