@@ -41,7 +41,7 @@ def main(argv=None):
     if ckpt["init_checkpoint"]:
         train_cfg.init_checkpoint = ckpt["init_checkpoint"]
     dist, device = init_distributed(cfg.device, cfg.cpu_threads)
-    run = Run(cfg, "ofa_prompt", dist)
+    run = Run(cfg, "ofa_prompt_eval", dist)
     folder = task_folder(train_cfg)
     task = reader_task(train_cfg)
     model, tok, _ = build(train_cfg, folder)
