@@ -309,7 +309,7 @@ class DecoderLayer(EncoderLayer):
 class _Stack(nn.Module):
     """What encoder and decoder share: positions, position LNs, relative bias tables and buckets, prompts."""
 
-    def __init__(self, cfg, embed_tokens, num_layers, prompt_length):
+    def __init__(self, cfg, embed_tokens, num_layers, prompt_length, side):
         super().__init__()
         d = cfg.embed_dim
         self.cfg = cfg
@@ -331,8 +331,10 @@ class _Stack(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.layer_norm = nn.LayerNorm(d)
         self.prompt_length = prompt_length
+        self.prompt_name = f"{side}_prompt_encoder"                 # official names (UT:542-551, 1231-1240)
         if prompt_length:
-            self.prompt_encoder = PromptEncoder(prompt_length, num_layers, d, cfg.prompt_projection, cfg.prompt_dim)
+            setattr(self, self.prompt_name,
+                    PromptEncoder(prompt_length, num_layers, d, cfg.prompt_projection, cfg.prompt_dim))
             self.prompt_dropout = nn.Dropout(cfg.prompt_dropout)
 
     def prompts(self, batch, device):
@@ -340,7 +342,7 @@ class _Stack(nn.Module):
         if not self.prompt_length:
             return [None] * len(self.layers)
         ids = torch.arange(self.prompt_length, device=device).expand(batch, -1)
-        return split_prompt(self.prompt_encoder(ids), len(self.layers), self.cfg.heads, self.cfg.head_dim,
+        return split_prompt(getattr(self, self.prompt_name)(ids), len(self.layers), self.cfg.heads, self.cfg.head_dim,
                             self.prompt_dropout)
 
     def token_rel_bias(self, layer, q_len, k_len):                # [H, q_len, k_len] for the last positions
@@ -364,7 +366,7 @@ class Encoder(_Stack):
     (UT:537-1070)."""
 
     def __init__(self, cfg, embed_tokens):
-        super().__init__(cfg, embed_tokens, cfg.encoder_layers, cfg.encoder_prompt_length)
+        super().__init__(cfg, embed_tokens, cfg.encoder_layers, cfg.encoder_prompt_length, "encoder")
         d = cfg.embed_dim
         self.type_embedding = nn.Embedding(2, d)
         self.embed_images = ResNetStem(cfg.resnet_layers)
@@ -421,8 +423,9 @@ class Decoder(_Stack):
     token matrix."""
 
     def __init__(self, cfg, embed_tokens):
-        super().__init__(cfg, embed_tokens, cfg.decoder_layers, cfg.decoder_prompt_length)
+        super().__init__(cfg, embed_tokens, cfg.decoder_layers, cfg.decoder_prompt_length, "decoder")
         d = cfg.embed_dim
+        self.code_layernorm_embedding = nn.LayerNorm(d)      # image-code targets only (UT:1657-1678); kept to load
         self.self_pos_q_linear = nn.Linear(d, d)
         self.self_pos_k_linear = nn.Linear(d, d)
         self.cross_pos_q_linear = nn.Linear(d, d)

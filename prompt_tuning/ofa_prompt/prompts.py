@@ -1,7 +1,7 @@
 """Which parameters train: prompt tuning and the paper's baselines, as the official flags define them.
 
 * `prompt` (`--encoder-prompt --decoder-prompt`, UT:430-442): the whole encoder and decoder frozen (token
-  embeddings included), only `encoder.prompt_encoder` / `decoder.prompt_encoder` train.
+  embeddings included), only `encoder.encoder_prompt_encoder` / `decoder.decoder_prompt_encoder` train.
 * `adapter` (`--adapter`, UTL:49-93): only the Adapter_Layers after every FFN train.
 * `bitfit` (`--bitfit`, train.py:101-107): only the biases of `layer_norm` and `fc*` parameters train.
 * `finetune`: everything trains.

@@ -1,10 +1,12 @@
 """Tokenizer (official three-file layout), beam search, trie and all-candidate scoring, checkpoint loading."""
 import itertools
+import json
+from pathlib import Path
 import pytest
 import torch
 
 from common.errors import DataError
-from ofa_prompt.checkpoint import build_from_official, config_from_state_dict, load_official
+from ofa_prompt.checkpoint import SKIPPED_SUFFIXES, build_from_official, config_from_state_dict, load_official
 from ofa_prompt.generate import Trie, _banned_ngrams, answer_trie, beam_search, score_candidates
 from ofa_prompt.model import OFA, OFAConfig
 from ofa_prompt.tokenizer import BOS, EOS, OFATokenizer, pre_caption
@@ -172,7 +174,7 @@ def test_loader_reads_a_fairseq_checkpoint_and_keeps_prompts_fresh(tmp_path):
     assert (cfg.embed_dim, cfg.heads, cfg.encoder_layers, cfg.decoder_layers, cfg.resnet_layers,
             cfg.image_bucket_size, cfg.token_bucket_size) == (32, 4, 1, 2, (1, 1, 1), 4, 8)
     model = build_from_official(path, encoder_prompt_length=3, decoder_prompt_length=3).eval()
-    assert model.encoder.prompt_encoder.embedding.weight.std() > 0       # fresh N(0, 0.02), not loaded
+    assert model.encoder.encoder_prompt_encoder.embedding.weight.std() > 0      # fresh N(0, 0.02), not loaded
     for k, v in src_model.state_dict().items():
         torch.testing.assert_close(model.state_dict()[k], v.half().float() if v.is_floating_point() else v)
 
@@ -191,3 +193,38 @@ def test_loader_refuses_foreign_keys_and_shapes(tmp_path):
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(DataError, match="x.pt"):
         build_from_official(bad)
+
+
+OFFICIAL_KEYS = Path(__file__).parent / "data" / "ofa_official_keys_tiny.json"
+
+
+def official_keys():
+    return {k: (tuple(shape), dtype) for k, shape, dtype in json.loads(OFFICIAL_KEYS.read_text())["keys"]}
+
+
+def test_model_has_exactly_the_official_parameters_and_shapes():
+    """Key list dumped from the official model classes (OFA-Sys/OFA @ a36b91c, OFA-tiny, the prefix script's
+    flags); what we do not hold are the buffers fairseq recomputes and the tied output projection."""
+    official = official_keys()
+    model = OFA(OFAConfig.of_size("tiny", encoder_prompt_length=100, decoder_prompt_length=100))
+    ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    recomputed = {k for k in official if k.endswith(SKIPPED_SUFFIXES)}
+    assert set(official) - recomputed == set(ours)
+    assert {k: official[k][0] for k in ours} == ours
+
+
+def test_loader_reads_a_checkpoint_with_the_official_names(tmp_path):
+    """A fairseq checkpoint holding exactly the official keys (random fp16 values), without prompts, loads into
+    the prompt model; the prompt encoders stay at their initial values."""
+    torch.manual_seed(0)
+    state = {k: (torch.randn(shape).half() if dtype == "float32" else torch.zeros(shape, dtype=torch.long))
+             for k, (shape, dtype) in official_keys().items() if "prompt_encoder" not in k}
+    path = tmp_path / "ofa_tiny.pt"
+    torch.save({"args": None, "cfg": {}, "model": state}, path)
+    model = build_from_official(path, encoder_prompt_length=100, decoder_prompt_length=100)
+    assert model.cfg.embed_dim == 256 and model.cfg.resnet_layers == (3, 4, 6) and model.cfg.vocab_size == 59457
+    loaded = model.state_dict()
+    for k in ("encoder.layers.3.self_attn.c_attn", "decoder.layers.0.cross_attn_ln.weight",
+              "encoder.embed_images.layer3.5.bn3.running_var", "decoder.code_layernorm_embedding.weight"):
+        torch.testing.assert_close(loaded[k], state[k].float())
+    assert model.encoder.encoder_prompt_encoder.embedding.weight.shape == (100, 4 * 2 * 256)

@@ -39,7 +39,7 @@ def test_smoke_prompts_alone_learn_the_task_and_beat_the_frozen_control(tmp_path
     assert method["frozen_max_abs_change"] == 0.0                   # only the prompt parameters changed
     best = torch.load(tmp_path / "prompt" / "checkpoints" / "best.pt", weights_only=False)
     params = {k for k in best["model"] if "prompt_encoder" in k}
-    assert params == {"encoder.prompt_encoder.embedding.weight", "decoder.prompt_encoder.embedding.weight"}
+    assert params == {"encoder.encoder_prompt_encoder.embedding.weight", "decoder.decoder_prompt_encoder.embedding.weight"}
     assert method["test_vqa_score"] >= control["test_vqa_score"] + MARGIN, (method, control)
     assert method["test_vqa_score"] >= 0.25 + 0.15, method          # well above chance
     run(HERE / "eval.sh", "--checkpoint", tmp_path / "prompt" / "checkpoints" / "best.pt", "--out_dir",
