@@ -13,13 +13,26 @@ class DataError(Exception):
         hint: how to fix it (where the data comes from, which flag to pass).
     """
 
-    def __init__(self, path, expected, line=None, hint=None):
+    def __init__(self, path, expected=None, line=None, hint=None):
+        if expected is None:  # one formatted message: how torch's DataLoader re-raises a DataError of a worker
+            msg = _worker_message(str(path))
+            self.path, self.expected, self.line, self.hint = msg.split(": ", 1)[0], msg, None, None
+            super().__init__(msg)
+            return
         self.path, self.expected, self.line, self.hint = str(path), expected, line, hint
         where = self.path if line is None else f"{self.path}:{line}"
         msg = f"{where}: {expected}"
         if hint:
             msg += f" ({hint})"
         super().__init__(msg)
+
+
+def _worker_message(msg):
+    """The DataError line of torch's "Caught DataError in DataLoader worker process N ... Traceback" text."""
+    lines = msg.strip().splitlines()
+    if len(lines) > 1 and "DataError: " in lines[-1] and "Traceback" in msg:
+        return lines[-1].split("DataError: ", 1)[1] + " (raised in a DataLoader worker)"
+    return msg
 
 
 class DataWarning(UserWarning):

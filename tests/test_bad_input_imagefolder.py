@@ -107,3 +107,16 @@ def test_bad_input_is_a_data_error_naming_the_file(valid_root, tmp_path, corrupt
 
 def test_load_rgb_reads_a_valid_file(valid_root):
     assert load_rgb(valid_root / IMG).size == (8, 8)
+
+
+def test_a_data_error_in_a_dataloader_worker_stays_a_data_error(valid_root, tmp_path):
+    """torch re-raises a worker's exception as `type(msg)`; DataError must survive that (ImageNet runs use workers)."""
+    import torch
+
+    root = shutil.copytree(valid_root, tmp_path / "imagenet")
+    (root / IMG).write_bytes(b"")
+    loader = torch.utils.data.DataLoader(image_folder(root, "train"), batch_size=None, num_workers=1)
+    with pytest.raises(DataError) as e:
+        list(loader)
+    assert e.value.path == str(root / IMG) and "not a readable image file" in str(e.value)
+    assert str(e.value).endswith("(raised in a DataLoader worker)")
