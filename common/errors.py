@@ -1,6 +1,7 @@
 """Errors an entry point reports to the user as one clear line, without a traceback."""
 import functools
 import sys
+import warnings
 
 
 class DataError(Exception):
@@ -42,7 +43,6 @@ class DataWarning(UserWarning):
 
 def warn_data(path, message):
     """Issue a `DataWarning` naming `path`: `<path>: <message>`."""
-    import warnings
     warnings.warn(f"{path}: {message}", DataWarning, stacklevel=3)
 
 

@@ -8,7 +8,10 @@ and a new check in a reader adds a row here.
 """
 import json
 import math
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -134,3 +137,25 @@ def test_bad_input_is_a_data_error_naming_the_file(valid_root, tmp_path, corrupt
             ds[i]
     assert e.value.path == str(root / rel), str(e.value)
     assert fragment in str(e.value)
+
+
+def run_train(method_dir, cwd, *args):
+    """The method's real train.sh in a subprocess (one thread) -> CompletedProcess."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(repo / method_dir / "train.sh"), "--config", "configs/smoke.yaml", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_consistent_teacher_train_stops_on_an_image_of_another_size(valid_root, tmp_path):
+    """Issue 12: an image whose size differed from the JSON's width/height trained with misaligned boxes."""
+    root = shutil.copytree(valid_root, tmp_path / "shapes")
+    for path in (root / "images").glob("train_*.png"):
+        Image.open(path).resize((32, 24)).save(path)
+    out = run_train("semi_supervised/consistent_teacher", tmp_path, "--dataset", "custom",
+                    "--train_ann", f"shapes/{ANN}", "--train_images", "shapes/images",
+                    "--val_ann", "shapes/annotations/instances_val.json", "--val_images", "shapes/images",
+                    "--percent", "50", "--out_dir", "run")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "an image of 64x48 (W x H), as image id" in out.stderr and "error: shapes/images/train_" in out.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

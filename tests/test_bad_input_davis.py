@@ -16,11 +16,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from common.data.davis import image_size, load_davis, read_annotation, synthetic_clip, write_annotation, \
-    write_synthetic_davis
+from common.data.davis import (
+    image_size,
+    load_davis,
+    read_annotation,
+    synthetic_clip,
+    write_annotation,
+    write_synthetic_davis,
+)
 from common.data.video import VideoCollection
 from common.data.youtube_vos import load_youtube_vos
-from common.errors import DataError, DataWarning, check_utf8_name
+from common.errors import DataError, DataWarning, check_utf8_name, warn_data
 
 SEQ = "synth_val_000"
 FRAME = f"JPEGImages/480p/{SEQ}/00003.jpg"
@@ -165,8 +171,10 @@ def test_mask_id_absent_from_the_first_frame_warns_with_sequence_and_frame(davis
             seq.annotation(t)
 
 
-def test_check_utf8_name_passes_valid_names(tmp_path):
+def test_check_utf8_name_passes_valid_names_and_warn_data_names_the_file(tmp_path):
     assert check_utf8_name(tmp_path / "café.jpg") == tmp_path / "café.jpg"
+    with pytest.warns(DataWarning, match=r"^/x/00004.png: odd$"):
+        warn_data("/x/00004.png", "odd")
 
 
 @pytest.mark.parametrize("read, corrupt, rel, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -6,7 +6,10 @@ lines). Part of the table-driven bad-input suites (`tests/test_bad_input_<format
 them with a table of its own (at least 8 cases), and a new check in a reader adds a row here.
 """
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -140,3 +143,22 @@ def test_bad_input_is_a_data_error_naming_the_file(valid_dir, tmp_path, corrupt,
     assert fragment in str(e.value)
     if line is not None:
         assert e.value.line == line, str(e.value)
+
+
+def run_train(method_dir, cwd, *args):
+    """The method's real train.sh in a subprocess (one thread) -> CompletedProcess."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(repo / method_dir / "train.sh"), "--config", "configs/smoke.yaml", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_simple_hgn_train_stops_on_a_stray_label_before_training(valid_dir, tmp_path):
+    """Issue 12: one stray `99` in label.dat made a 100-class model that trained with exit 0."""
+    shutil.copytree(valid_dir, tmp_path / "data" / "SYN")
+    set_field(tmp_path / "data" / "SYN", "label.dat", 1, 3, "99")
+    out = run_train("hgb_benchmark/simple_hgn", tmp_path, "--dataset", "SYN", "--data_root", "data",
+                    "--out_dir", "run", "--epochs", "1")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "error: data/SYN/label.dat:1: label 99 is outside the 3 classes" in out.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

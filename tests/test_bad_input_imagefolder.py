@@ -5,7 +5,10 @@ every sample of a split through the real reader, which must stop with a `DataErr
 Part of the table-driven bad-input suites (`tests/test_bad_input_<format>.py`): a new reader must join them with
 a table of its own (at least 8 cases), and a new check in a reader adds a row here.
 """
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -120,3 +123,23 @@ def test_a_data_error_in_a_dataloader_worker_stays_a_data_error(valid_root, tmp_
         list(loader)
     assert e.value.path == str(root / IMG) and "not a readable image file" in str(e.value)
     assert str(e.value).endswith("(raised in a DataLoader worker)")
+
+
+def run_train(method_dir, cwd, *args):
+    """The method's real train.sh in a subprocess (one thread) -> CompletedProcess."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(repo / method_dir / "train.sh"), "--config", "configs/smoke.yaml", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_ipwd_train_stops_on_val_classes_that_differ_from_train(valid_root, tmp_path):
+    """Issue 12: val/ class folders that differ from train/ shifted every label (top-1 0.0, exit 0)."""
+    root = shutil.copytree(valid_root, tmp_path / "imagenet")
+    (root / "val" / "n00000002").rename(root / "val" / "n0000000x")
+    out = run_train("distillation/ipwd", tmp_path, "--dataset", "imagenet", "--data_root", "imagenet",
+                    "--out_dir", "run")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "error: imagenet/val/n0000000x: class folder 'n0000000x' is not one of the 3 training classes" \
+        in out.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

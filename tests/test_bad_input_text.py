@@ -8,11 +8,14 @@ must stop with a `DataError` naming the file and the line. Part of the table-dri
 and a new check in a reader adds a row here.
 """
 import json
+import os
+import subprocess
+from pathlib import Path
 
 import pytest
 
 from common.data.text_classification import read_split, write_synthetic_agnews
-from common.errors import DataError
+from common.errors import DataError, read_utf8
 
 RTE_ROWS = [{"premise": f"p{i}", "hypothesis": f"h{i}", "label": ["entailment", "not_entailment"][i % 2], "idx": i}
             for i in range(6)]
@@ -91,6 +94,16 @@ def test_valid_data_reads(tmp_path, task):
     assert examples and all(e.label is not None for e in examples)
 
 
+def test_read_utf8_names_the_line_of_a_bad_byte(tmp_path):
+    path = tmp_path / "a.txt"
+    path.write_bytes("caf\u00e9\nok\n".encode() + b"\xff\n")
+    with pytest.raises(DataError) as e:
+        read_utf8(path)
+    assert e.value.line == 3 and "invalid start byte" in str(e.value)
+    path.write_bytes(b"\xef\xbb\xbfid\n")
+    assert read_utf8(path, "utf-8-sig") == "id\n"
+
+
 def test_test_split_may_leave_labels_out(tmp_path):
     (tmp_path / "test.jsonl").write_text("".join(json.dumps({**r, "label": None}) + "\n" for r in RTE_ROWS))
     assert [e.label for e in read_split(tmp_path, "rte", "test")] == [None] * 6
@@ -105,3 +118,23 @@ def test_bad_input_is_a_data_error_naming_the_file(tmp_path, task, corrupt, line
     assert e.value.path == str(path), str(e.value)
     assert fragment in str(e.value)
     assert e.value.line == line, str(e.value)
+
+
+def run_train(method_dir, cwd, *args):
+    """The method's real train.sh in a subprocess (one thread) -> CompletedProcess."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(repo / method_dir / "train.sh"), "--config", "configs/smoke.yaml", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_ipt_train_stops_on_a_null_label(tmp_path):
+    """Issue 12: a null RTE label crashed training with `IndexError: Target -1`."""
+    (tmp_path / "RTE").mkdir()
+    rows = RTE_ROWS[:2] + [{**RTE_ROWS[2], "label": None}]
+    for split in ("train", "val"):
+        (tmp_path / "RTE" / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = run_train("prompt_tuning/ipt", tmp_path, "--task", "rte", "--data_root", ".", "--out_dir", "run")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "RTE/train.jsonl:3: rte example without a label" in out.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

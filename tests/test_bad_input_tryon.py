@@ -7,7 +7,10 @@ lists). Part of the table-driven bad-input suites (`tests/test_bad_input_<format
 them with a table of its own (at least 8 cases), and a new check in a reader adds a row here.
 """
 import json
+import os
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +131,27 @@ def test_bad_input_is_a_data_error_naming_the_file(valid_root, tmp_path, corrupt
 def test_explicit_empty_pairs_are_refused(valid_root):
     with pytest.raises(DataError, match="at least one"):
         TryOnDataset(valid_root, "viton_hd", "train", pairs=[])
+
+
+def run_train(method_dir, cwd, *args):
+    """The method's real train.sh in a subprocess (one thread) -> CompletedProcess."""
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(["bash", str(repo / method_dir / "train.sh"), "--config", "configs/smoke.yaml", *args],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_daflow_train_stops_on_a_parse_map_of_another_size(tmp_path):
+    """Issue 12: a parse map whose size differed from the person image was silently resized."""
+    root = write_synthetic_tryon(tmp_path / "vhd", num_train=4, num_test=2)
+    for path in (root / "train" / "image-parse-v3").glob("*.png"):
+        img = Image.open(path)
+        out = Image.fromarray(np.ascontiguousarray(np.array(img)[:-8]), mode="P")
+        out.putpalette(img.getpalette())
+        out.save(path)
+    out = run_train("virtual_tryon/daflow", tmp_path, "--dataset", "x", "--data_root", "vhd", "--out_dir", "run",
+                    "--epochs", "1")
+    assert out.returncode == 2, out.stderr[-2000:]
+    assert "a parse map of the person image's size 48x64 (W x H), found 48x56" in out.stderr
+    assert "error: vhd/train/image-parse-v3/" in out.stderr
+    assert not (tmp_path / "run" / "metrics.json").exists()

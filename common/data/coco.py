@@ -38,7 +38,7 @@ def _read_json(path, hint=COCO_HINT):
     if not path.is_file():
         raise DataError(path, "COCO annotation file not found", hint=hint)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:  # JSON is UTF-8 whatever the locale
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(path, f"not a readable JSON file ({e})") from None

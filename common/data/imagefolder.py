@@ -6,11 +6,11 @@ into class folders, e.g. with the widely used `valprep.sh`):
     <root>/train/<wnid>/<image>.JPEG     1000 class folders, ~1.28M images
     <root>/val/<wnid>/<image>.JPEG       the same 1000 folder names, 50 images each
 
-Class ids are the sorted folder names of train/; the other splits are mapped to them by name (a val/ that lacks a
-class keeps every other label right, a class folder train/ does not have is a DataError). A file that is not a
-readable image (empty, truncated, not an image) is a DataError naming it when it is read. Transforms are torchvision's reference
-recipe: RandomResizedCrop(224) + RandomHorizontalFlip for training; Resize(256) + CenterCrop(224) for
-evaluation; Normalize with the ImageNet mean/std.
+Class ids are the sorted folder names of train/; the other splits are mapped to them by name (a val/ that lacks
+a class keeps every other label right, a class folder train/ does not have is a DataError). A file that is not
+a readable image (empty, truncated, not an image) is a DataError naming it when it is read. Transforms are
+torchvision's reference recipe: RandomResizedCrop(224) + RandomHorizontalFlip for training; Resize(256) +
+CenterCrop(224) for evaluation; Normalize with the ImageNet mean/std.
 """
 import os
 from pathlib import Path
