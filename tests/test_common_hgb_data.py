@@ -83,8 +83,8 @@ def test_load_hand_written_dataset(tmp_path):
     assert d.node_type_names == ["type0", "type1", "type2"] and d.edge_type_names == ["0-1", "1-0", "0-2"]
     assert load_hgb(tmp_path, "TINY").num_nodes == 5                     # root + dataset name
     assert "TINY" in repr(d)
-    no_links = load_hgb(write_dataset(tmp_path / "EMPTY", {**TINY, "link.dat": ""}))
-    assert len(no_links.edge_src) == 0 and len(build_homogeneous_graph(no_links)[0]) == 5   # self-loops only
+    with pytest.raises(DataError, match="link.dat: expected one link per line, found an empty file"):
+        load_hgb(write_dataset(tmp_path / "EMPTY", {**TINY, "link.dat": ""}))   # a graph without links: refused
 
 
 def test_round_trip_synthetic(nc, nc_dir):

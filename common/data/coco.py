@@ -18,13 +18,14 @@ every category listed in the file is a class, labels follow the file's category 
 `make_semi_split` is the SoftTeacher / ConsistentTeacher protocol of `tools/dataset/semi_coco.py`.
 """
 import json
+import math
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from ..errors import DataError
+from ..errors import DataError, warn_data
 
 COCO_HINT = ("COCO 2017 comes from https://cocodataset.org/#download: annotations_trainval2017.zip holds "
              "instances_train2017.json / instances_val2017.json, image_info_unlabeled2017.zip the unlabelled list; "
@@ -37,7 +38,7 @@ def _read_json(path, hint=COCO_HINT):
     if not path.is_file():
         raise DataError(path, "COCO annotation file not found", hint=hint)
     try:
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:  # JSON is UTF-8 whatever the locale
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise DataError(path, f"not a readable JSON file ({e})") from None
@@ -51,7 +52,8 @@ def _is_int(x):
 
 
 def _is_number(x):
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+    """A finite JSON number (Python's json reads NaN and Infinity literals as floats; they are not numbers here)."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _check_images(path, images):
@@ -74,8 +76,9 @@ def load_coco_json(path):
     """Read and validate a COCO instances JSON; returns the parsed dict ('annotations' set to [] if absent).
 
     Checked: the 'images' / 'categories' lists and their fields, unique image and category ids, and per
-    annotation an existing 'image_id' and 'category_id', a 4-number 'bbox' and a numeric 'area'. A missing
-    file or a bad entry raises DataError naming the file and the entry.
+    annotation an existing 'image_id' and 'category_id', a 4-number 'bbox' and a numeric 'area' (finite: NaN
+    and Infinity are refused), and unique annotation ids. A missing file or a bad entry raises DataError naming
+    the file and the entry.
     """
     path = Path(path)
     data = _read_json(path)
@@ -97,15 +100,21 @@ def load_coco_json(path):
     anns = data.setdefault("annotations", [])
     if not isinstance(anns, list):
         raise DataError(path, "'annotations' must be a list")
+    ann_ids = {}
     for i, a in enumerate(anns):
         where = f"annotations[{i}] = {str(a)[:200]}"
         if not isinstance(a, dict):
             raise DataError(path, f"{where}: expected an object")
         bbox = a.get("bbox")
         if not (isinstance(bbox, list) and len(bbox) == 4 and all(_is_number(v) for v in bbox)):
-            raise DataError(path, f"{where}: expected 'bbox' = [x, y, w, h] (4 numbers)")
+            raise DataError(path, f"{where}: expected 'bbox' = [x, y, w, h] (4 finite numbers)")
         if not _is_number(a.get("area")):
-            raise DataError(path, f"{where}: expected a numeric 'area'")
+            raise DataError(path, f"{where}: expected a finite numeric 'area'")
+        if "id" in a:
+            if a["id"] in ann_ids:
+                raise DataError(path, f"{where}: duplicate annotation id {a['id']} (also annotations"
+                                      f"[{ann_ids[a['id']]}])")
+            ann_ids[a["id"]] = i
         if a.get("image_id") not in image_ids:
             raise DataError(path, f"{where}: 'image_id' is not the id of any entry of 'images'")
         if a.get("category_id") not in cat_ids:
@@ -114,10 +123,25 @@ def load_coco_json(path):
 
 
 def read_image(path):
-    """An image file -> (H, W, 3) uint8 RGB, decoded like mmcv.imread (cv2, colour, EXIF orientation applied)."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    """An image file -> (H, W, 3) uint8 RGB, decoded like mmcv.imread (cv2, colour, EXIF orientation applied).
+
+    The bytes are read in Python and decoded with cv2.imdecode, so any file name works (cv2.imread crashes on
+    names that are not UTF-8). A missing, empty or non-image file, and a truncated JPEG or PNG (which OpenCV
+    would decode to a grey-padded image with only a warning), are DataErrors naming the file.
+    """
+    try:
+        data = Path(path).read_bytes()
+    except OSError as e:
+        raise DataError(path, f"image file missing or unreadable ({e.strerror})") from None
+    if data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda"):
+        # Entropy-coded data never holds an FFxx marker other than restarts, so the last scan (FFDA) of a
+        # complete JPEG is followed by its end-of-image marker (FFD9).
+        raise DataError(path, "truncated JPEG (no end-of-image marker after the last scan)")
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data.rfind(b"IEND") < 0:
+        raise DataError(path, "truncated PNG (no IEND chunk)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
-        raise DataError(path, "image file missing or not a readable image")
+        raise DataError(path, "not a readable image file")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -134,6 +158,10 @@ class CocoDetection(torch.utils.data.Dataset):
     - Images (`_filter_imgs`): skip images whose min(width, height) in the JSON is < `min_size`; with
       `filter_empty` also those without any annotation in the file (as mmdet, an image whose annotations are
       all crowd or degenerate is kept, with zero boxes). Unlabelled sets use `filter_empty=False`.
+    - Checks beyond mmdet: an image whose annotations are all degenerate (outside the image, area <= 0, w or
+      h < 1) is reported with a `DataWarning` (the ids of the first few); a file with annotations of which not
+      one is a usable box is a DataError; an image whose decoded size differs from the JSON's width/height is
+      a DataError naming the image file and id when it is read (its boxes would be misaligned).
 
     `dataset[i]` or `dataset[(i, nonce)]` gives {"image": (H, W, 3) uint8 RGB, "boxes": (N, 4) float32,
     "labels": (N,) int64, "ignore_boxes": (M, 4) float32, "image_id", "file_name", "ori_shape": (h, w)}
@@ -156,12 +184,25 @@ class CocoDetection(torch.utils.data.Dataset):
         for a in data["annotations"]:
             anns_of[a["image_id"]].append(a)
         self.images, self._targets = [], []
+        no_usable, usable = [], 0                          # images whose annotations are all degenerate
         for im in data["images"]:
-            if min(im["width"], im["height"]) < min_size or (filter_empty and not anns_of[im["id"]]):
+            anns = anns_of[im["id"]]
+            if min(im["width"], im["height"]) < min_size or (filter_empty and not anns):
                 continue
             self.images.append(im)
-            self._targets.append(self._parse_annotations(im, anns_of[im["id"]]))
+            target = self._parse_annotations(im, anns)
+            self._targets.append(target)
+            usable += len(target[1]) + len(target[2])
+            if anns and not len(target[1]) and not len(target[2]) and not all(a.get("ignore", False) for a in anns):
+                no_usable.append(im)
         self.image_ids = [im["id"] for im in self.images]
+        if any(not a.get("ignore", False) for a in data["annotations"]) and usable == 0:
+            raise DataError(self.ann_file, f"no usable box in {len(data['annotations'])} annotations (every box "
+                            "lies outside its image or has area <= 0, width < 1 or height < 1)")
+        if no_usable:
+            warn_data(self.ann_file, f"{len(no_usable)} image(s) have annotations but no usable box (outside the "
+                      "image, area <= 0, width or height < 1); they are kept with zero boxes, as mmdet does: "
+                      + ", ".join(f"id {im['id']} ({im['file_name']})" for im in no_usable[:5]))
 
     def _parse_annotations(self, im, anns):
         boxes, labels, ignore = [], [], []
@@ -172,7 +213,7 @@ class CocoDetection(torch.utils.data.Dataset):
             inter_w = max(0, min(x + w, im["width"]) - max(x, 0))
             inter_h = max(0, min(y + h, im["height"]) - max(y, 0))
             if inter_w * inter_h == 0 or a["area"] <= 0 or w < 1 or h < 1:
-                continue
+                continue  # degenerate (mmdet's rule)
             if a.get("iscrowd", 0):
                 ignore.append([x, y, x + w, y + h])
             else:
@@ -193,6 +234,10 @@ class CocoDetection(torch.utils.data.Dataset):
         index, nonce = item if isinstance(item, (tuple, list)) else (item, 0)
         im = self.images[index]
         image = read_image(self.image_dir / im["file_name"])
+        if image.shape[:2] != (im["height"], im["width"]):
+            raise DataError(self.image_dir / im["file_name"], f"an image of {im['width']}x{im['height']} (W x H), as "
+                            f"image id {im['id']} of {self.ann_file.name} says, found {image.shape[1]}x"
+                            f"{image.shape[0]}; its boxes would be misaligned")
         sample = {"image": image, **self.target(index), "image_id": im["id"], "file_name": im["file_name"],
                   "ori_shape": image.shape[:2]}
         if self.transform is None:

@@ -11,6 +11,12 @@ Layout (DAVIS-2017 trainval, semi-supervised; DAVIS-2016 is the same with single
 is the object, not void); a palette PNG keeps its indices (255 stays 255 = void). `write_annotation` writes a
 mode 'P' PNG with the DAVIS (PASCAL VOC) colour map, which the official `davis2017-evaluation` reads back as
 the same ids (it reads PNGs with `np.array(Image.open(path))`, i.e. the palette indices).
+
+`load_davis` validates what the evaluation relies on: sequence and frame names that are valid UTF-8 (OpenCV
+crashes on others), readable frames and annotation PNGs of one size per sequence, and a first-frame mask with
+at least one object. An object id that appears in a later mask but not in the first frame cannot be scored
+(the official evaluation counts objects from frame 0): `DavisSequence.annotation` warns (`DataWarning`) naming
+the sequence, the frame and the id.
 """
 import dataclasses
 from pathlib import Path
@@ -18,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
+from ..errors import DataError, check_utf8_name, warn_data
 
 VOID = 255
 HINT = ("download DAVIS-2017 trainval 480p from https://davischallenge.org/davis2017/code.html and pass "
@@ -80,12 +86,23 @@ def read_frame(path):
         raise DataError(path, f"not a readable image ({e})") from None
 
 
+def image_size(path):
+    """(H, W) of an image file from its header (nothing decoded); DataError if it is not a readable image."""
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(path, f"not a readable image ({e})", hint=HINT) from None
+
+
 @dataclasses.dataclass
 class DavisSequence:
     """One sequence: frame paths and, per frame, its annotation path (None where the frame has none)."""
     name: str
     frames: list
     annotations: list
+    _first_ids: set | None = dataclasses.field(default=None, repr=False, compare=False)
+    _warned: set = dataclasses.field(default_factory=set, repr=False, compare=False)
 
     def __len__(self):
         return len(self.frames)
@@ -94,9 +111,22 @@ class DavisSequence:
         return read_frame(self.frames[t])
 
     def annotation(self, t):
+        """Object ids of frame t; warns (once per id) about an object id that the first frame does not show."""
         if self.annotations[t] is None:
             raise DataError(self.frames[t], "this frame has no annotation PNG")
-        return read_annotation(self.annotations[t])
+        ids = read_annotation(self.annotations[t])
+        if self._first_ids is None:
+            first = ids if t == 0 else read_annotation(self.annotations[0])
+            self._first_ids = set(np.unique(first).tolist()) | {0, VOID}
+        if t > 0:
+            new = sorted(set(np.unique(ids).tolist()) - self._first_ids - self._warned)
+            if new:
+                self._warned.update(new)
+                warn_data(self.annotations[t], f"sequence {self.name}, frame {Path(self.annotations[t]).stem}: "
+                          f"object id(s) {new} do not appear in the first frame "
+                          f"{Path(self.annotations[0]).stem}; the evaluation counts objects from the first frame, "
+                          "so they are not scored (or, below its largest id, scored against an empty start)")
+        return ids
 
     def num_objects(self):
         """Number of objects as the official evaluation counts them: the largest id in frame 0 (void aside)."""
@@ -118,7 +148,9 @@ def load_davis(root, split=None, year="2017", resolution="480p", sequences=None)
     Args:
         split: 'train' / 'val' reads ImageSets/<year>/<split>.txt; None takes every sequence folder.
         sequences: explicit names (wins over split).
-    Returns a list of `DavisSequence`, in list (or sorted folder) order.
+    Returns a list of `DavisSequence`, in list (or sorted folder) order. Raises DataError (naming the file)
+    for a name that is not UTF-8, a frame or annotation that is not a readable image or whose size differs
+    from the sequence's first frame, and a first-frame mask without any object.
     """
     root = Path(root)
     jpeg_dir, ann_dir = root / "JPEGImages" / resolution, root / "Annotations" / resolution
@@ -132,13 +164,26 @@ def load_davis(root, split=None, year="2017", resolution="480p", sequences=None)
             sequences = sorted(p.name for p in jpeg_dir.iterdir() if p.is_dir())
     out = []
     for name in sequences:
+        check_utf8_name(jpeg_dir / name, "sequence folder")
         frames = sorted((jpeg_dir / name).glob("*.jpg"))
         if not frames:
             raise DataError(jpeg_dir / name, "no .jpg frames for this sequence", hint=HINT)
+        for f in frames:
+            check_utf8_name(f, "frame file")
         anns = [ann_dir / name / f"{f.stem}.png" for f in frames]
         anns = [a if a.is_file() else None for a in anns]
         if anns[0] is None:
             raise DataError(ann_dir / name / f"{frames[0].stem}.png", "first-frame annotation missing", hint=HINT)
+        size = image_size(frames[0])
+        for path in frames + [a for a in anns if a is not None]:
+            if image_size(path) != size:
+                h, w = image_size(path)
+                raise DataError(path, f"every frame and mask of sequence {name} has the size of its first frame "
+                                f"{frames[0].name}, {size[1]}x{size[0]} (W x H); this one is {w}x{h}")
+        first = read_annotation(anns[0])
+        if not ((first > 0) & (first != VOID)).any():
+            raise DataError(anns[0], f"the first-frame mask of sequence {name} holds no object (all background "
+                            "or void), so there is nothing to propagate or score")
         out.append(DavisSequence(name, [str(f) for f in frames], [None if a is None else str(a) for a in anns]))
     return out
 

@@ -19,7 +19,8 @@ Deviations from the official loaders (THUDM/HGB `NC|LP/benchmark/scripts/data_lo
 * every random draw is seeded (`np.random.default_rng(seed)`); the official code uses unseeded
   `np.random.shuffle` / `random.random`, and `random.seed(1)` for test negatives (same distributions, not
   the same draws);
-* malformed input raises `DataError` naming the file and line instead of crashing or being skipped;
+* malformed input raises `DataError` naming the file and line instead of crashing or being skipped, and so
+  does input that is well-formed but cannot be what the format promises (see `load_hgb`);
 * features are float32 (official: float64);
 * the 2-hop test-negative pool treats validation links as undirected, like every other link (official adds
   them in one direction only), and heads with no candidate negatives are dropped instead of crashing.
@@ -32,7 +33,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from common.errors import DataError
+from common.errors import DataError, read_utf8
 
 DATA_HINT = ("the HGB datasets come from the Google Drive folders of THUDM/HGB: node classification "
              "10-pf2ADCjq_kpJKFHHLHxr_czNNCJ3aX, link prediction 1RNOPAQ_jrHlNWMhfNT4wqclnW_O1PqYL; "
@@ -107,6 +108,14 @@ def load_hgb(root, dataset=None):
 
     Only node.dat and link.dat are required. The NC test labels come from label.dat.test_full when it exists
     (the complete test set of the 2023 release) and from label.dat.test otherwise.
+
+    Validated (a `DataError` naming the file and line otherwise): UTF-8 text; field counts and integer ids;
+    node ids exactly 0..N-1 with contiguous type ranges; finite features of one width per type; link endpoints
+    in range; a non-empty link.dat (and link.dat.test when present); every link of a type joining the same
+    pair of node types (that of its first link, and that of info.dat's "start"/"end" when given); label files
+    that are not empty, label only target-type nodes once each, share no node between label.dat and the test
+    file (test labels would leak into training), and hold class ids of info.dat's classes (without class
+    names in info.dat: ids 0..C-1 with every class used, so one stray id cannot add empty classes).
     """
     folder = Path(root) if dataset is None else Path(root) / dataset
     _check_folder(folder)
@@ -121,12 +130,14 @@ def load_hgb(root, dataset=None):
     num_edge_types = int(all_types.max()) + 1 if len(all_types) else 0
     link_meta = _link_meta(num_edge_types, node_type, (src, dst, etype),
                            None if test_links is None else tuple(test_links.T))
+    _check_link_types(folder, node_type, link_meta, (src, dst, etype), test_links)
 
     data = HGBData(name=folder.name, root=folder, num_nodes=n, node_type=node_type, type_offsets=type_offsets,
                    features=features, edge_src=src, edge_dst=dst, edge_type=etype, edge_weight=weight,
                    num_edge_types=num_edge_types, link_meta=link_meta, test_links=test_links)
-    _read_labels(data, folder)
+    parsed = _read_labels(data, folder)
     _read_info(data, folder / "info.dat")
+    _check_classes(data, folder, parsed)
     return data
 
 
@@ -143,12 +154,8 @@ def _check_folder(folder):
 
 def _read_lines(path):
     """Lines of a text file without line endings (LF and CRLF alike); trailing blank lines dropped."""
-    try:
-        with open(path, encoding="utf-8-sig") as f:    # universal newlines: CRLF arrives as LF
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise DataError(path, f"expected UTF-8 text ({e.reason} at byte {e.start})") from None
-    lines = text.split("\n")
+    text = read_utf8(path, "utf-8-sig")                     # DataError with the line of a non-UTF-8 byte
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     while lines and not lines[-1].strip():
         lines.pop()
     return lines
@@ -220,6 +227,9 @@ def _parse_nodes(path):
                 row = np.array(feat_text[i].split(","), dtype=np.float32)
             except ValueError:
                 raise DataError(path, "expected comma-separated float features", line=i + 1) from None
+            if not np.isfinite(row).all():
+                raise DataError(path, f"expected finite features, found {row[~np.isfinite(row)][0]} for node {v}",
+                                line=i + 1)
             if rows and len(row) != len(rows[0]):
                 raise DataError(path, f"expected {len(rows[0])} features like the first node of type {t} "
                                 f"(line {first + 1}), found {len(row)}", line=i + 1)
@@ -232,8 +242,7 @@ def _parse_links(path, num_nodes):
     """link.dat / link.dat.test -> src, dst, link_type (int64) and weight (float32), each (E,), file order."""
     lines = _read_lines(path)
     if not lines:
-        empty = np.zeros(0, np.int64)
-        return empty, empty, empty, np.zeros(0, np.float32)
+        raise DataError(path, "expected one link per line, found an empty file", hint=DATA_HINT)
     # Structure first (one cheap pass), then one vectorised conversion per column.
     for i, line in enumerate(lines):
         if line.count("\t") != 3:
@@ -277,9 +286,39 @@ def _link_meta(num_edge_types, node_type, *link_sets):
     return meta
 
 
+def _info_link_ends(path):
+    """{link type: (start type, end type)} from a JSON info.dat's "link.dat"/"link type" table; {} otherwise."""
+    try:
+        table = json.loads(path.read_text(encoding="utf-8", errors="replace"))["link.dat"]["link type"]
+        return {int(k): (int(v["start"]), int(v["end"])) for k, v in table.items()}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+
+
+def _check_link_types(folder, node_type, link_meta, links, test_links):
+    """Every link of a type joins the node types of that type's first link, and those of info.dat if given."""
+    for r, ends in _info_link_ends(folder / "info.dat").items():
+        if r < len(link_meta) and link_meta[r, 0] >= 0 and tuple(link_meta[r]) != ends:
+            raise DataError(folder / "link.dat", f"link type {r} joins node types {tuple(link_meta[r].tolist())} "
+                            f"in its first link, but info.dat says {ends} (start, end)")
+    sets = [("link.dat", links)]
+    if test_links is not None:
+        sets.append(("link.dat.test", tuple(test_links.T)))
+    for name, (src, dst, etype) in sets:
+        bad = np.flatnonzero((node_type[src] != link_meta[etype, 0]) | (node_type[dst] != link_meta[etype, 1]))
+        if len(bad):
+            i = int(bad[0])
+            r = int(etype[i])
+            raise DataError(folder / name, f"link {src[i]} -> {dst[i]} of type {r} joins node types "
+                            f"({node_type[src[i]]}, {node_type[dst[i]]}), but type {r} joins "
+                            f"{tuple(link_meta[r].tolist())} (its first link)", line=i + 1)
+
+
 def _parse_labels(path, node_type):
     """label file -> (node ids (M,) int64 in file order, list of label lists, node type of the first line)."""
     lines = _read_lines(path)
+    if not lines:
+        raise DataError(path, "expected one labelled node per line, found an empty file", hint=DATA_HINT)
     nodes, labels, seen = [], [], {}
     for i, line in enumerate(lines):
         parts = line.split("\t")
@@ -313,8 +352,17 @@ def _read_labels(data, folder):
     test_name = next((f for f in ("label.dat.test_full", "label.dat.test") if (folder / f).is_file()), None)
     files = [f for f in ("label.dat", test_name) if f is not None and (folder / f).is_file()]
     if not files:
-        return
+        return {}
     parsed = {f: _parse_labels(folder / f, data.node_type) for f in files}
+    if len(parsed) == 2:                                    # test labels must never reach training
+        (train_name, (train_nodes, _)), (test_file, (test_nodes, _)) = parsed.items()
+        both = np.flatnonzero(np.isin(test_nodes, train_nodes))
+        if len(both):
+            k = int(both[0])
+            v = int(test_nodes[k])
+            raise DataError(folder / test_file, f"node {v} is labelled here and in {train_name} (line "
+                            f"{int(np.flatnonzero(train_nodes == v)[0]) + 1}); a node is either a training or a "
+                            f"test node ({len(both)} such nodes)", line=k + 1)
     target = None
     for f, (nodes, _) in parsed.items():
         for k, v in enumerate(nodes):
@@ -349,6 +397,29 @@ def _read_labels(data, folder):
     data.train_val_nodes = tv_nodes
     if test_name is not None:
         data.test_nodes, data.test_labels = dense(*parsed[test_name])
+    return parsed
+
+
+def _check_classes(data, folder, parsed):
+    """Class ids within info.dat's class list, or (no class names there) 0..C-1 with every class used.
+
+    parsed: {label file name: (nodes, label lists)} as `_read_labels` read them.
+    """
+    lines = [(f, k + 1, max(ls)) for f, (_, lists) in parsed.items() for k, ls in enumerate(lists)]
+    if not lines:
+        return
+    f, line, top = max(lines, key=lambda x: x[2])          # the largest id: the likeliest stray one
+    if data.class_names:
+        if top >= len(data.class_names):
+            raise DataError(folder / f, f"label {top} is outside the {len(data.class_names)} classes that "
+                            f"info.dat names (0..{len(data.class_names) - 1})", line=line)
+        return
+    used = {c for _, lists in parsed.values() for ls in lists for c in ls}
+    missing = sorted(set(range(top + 1)) - used)
+    if missing:
+        raise DataError(folder / f, f"label {top} makes {top + 1} classes, but class {missing[0]} has no labelled "
+                        f"node ({len(missing)} unused ids; class ids must be 0..C-1, each used, when info.dat "
+                        "names no classes)", line=line)
 
 
 def _read_info(data, path):

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, read_utf8
 
 __all__ = ["COCO18_NAMES", "BODY25_NAMES", "BODY25_TO_COCO18", "read_openpose_json", "write_openpose_json",
            "body25_to_coco18", "coco18_to_body25", "render_skeleton"]
@@ -41,11 +41,12 @@ def read_openpose_json(path, person=0):
     """Keypoints of one person from an OpenPose JSON file -> (array (J, 3) float32, flavour).
 
     flavour is "coco18" (key ``pose_keypoints``, J=18) or "body25" (key ``pose_keypoints_2d``, J=25); the
-    number of values decides, the key only has to be one of the two. Raises DataError on anything else.
+    number of values decides, the key only has to be one of the two. Raises DataError on anything else,
+    including text that is not UTF-8 and values that are not finite numbers (null, NaN, strings).
     """
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(read_utf8(path))
     except FileNotFoundError:
         raise DataError(path, "OpenPose keypoint JSON not found", hint="run OpenPose (COCO-18 or BODY_25) "
                         "with --write_json on the person image") from None
@@ -58,6 +59,12 @@ def read_openpose_json(path, person=0):
     values = entry.get("pose_keypoints_2d", entry.get("pose_keypoints"))
     if values is None:
         raise DataError(path, "a 'pose_keypoints' (COCO-18) or 'pose_keypoints_2d' (BODY_25) list")
+    if not isinstance(values, list):
+        raise DataError(path, f"a flat list of keypoint numbers, found {type(values).__name__}")
+    for k, v in enumerate(values):
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise DataError(path, f"finite numbers as keypoint values, found {v!r} (joint {k // 3}, value {k % 3}: "
+                            "x, y, confidence)")
     kps = np.asarray(values, dtype=np.float32)
     for flavour, (_, joints, _) in _FLAVOURS.items():
         if kps.size == 3 * joints:

@@ -6,15 +6,18 @@ Readers (each returns a list of `TextExample`, labels as class ids into the task
 * GLUE TSV (`train.tsv`, `dev.tsv`, `test.tsv`): SST-2, MRPC, RTE, QNLI, QQP, CoLA, MNLI (`dev_matched.tsv`).
 * AG News CSV (`train.csv`, `test.csv`: class 1-4, title, description, no header) and IMDB CSV
   (`IMDB Dataset.csv` style: header `review,sentiment`, positive/negative).
-Test splits without labels get label None.
+Test splits without labels get label None; `read_split` requires a label on every example of the other splits
+(a null or missing label there is a DataError naming the file and line, not a silent "test" example).
+Bytes that are not UTF-8 are a DataError naming the file and line.
 """
 import csv
 import dataclasses
+import io
 import json
 import random
 from pathlib import Path
 
-from ..errors import DataError
+from ..errors import DataError, read_utf8
 
 
 @dataclasses.dataclass
@@ -72,7 +75,11 @@ def split_path(root, task, split):
 
 
 def read_split(root, task, split):
-    """Read one split of `task` from its folder `root` -> list of TextExample."""
+    """Read one split of `task` from its folder `root` -> list of TextExample.
+
+    Every split except the test splits (name starting with "test") must label every example, and no split may
+    be empty; either is a DataError naming the file.
+    """
     spec = TASKS[task]
     path = split_path(root, task, split)
     if not path.is_file():
@@ -80,11 +87,17 @@ def read_split(root, task, split):
                         hint=f"download {spec.folder} ({spec.format} format) and point --data_root at its parent")
     reader = {"superglue": read_superglue_jsonl, "glue": read_glue_tsv, "agnews": read_agnews_csv,
               "imdb": read_imdb_csv}[spec.format]
-    return reader(path, task)
+    examples = reader(path, task, labelled=not split.startswith("test"))
+    if not examples:
+        raise DataError(path, f"no {spec.folder} examples in this {split} split (an empty file?)")
+    return examples
 
 
-def _label_id(path, line, spec, value):
+def _label_id(path, line, spec, value, labelled=False):
     if value is None:
+        if labelled:
+            raise DataError(path, f"{spec.name} example without a label (expected one of {spec.labels}); only test "
+                            "splits may leave labels out", line=line)
         return None
     for i, lab in enumerate(spec.labels):
         if value == lab or str(value) == str(lab):
@@ -94,9 +107,14 @@ def _label_id(path, line, spec, value):
 
 def read_jsonl_records(path):
     """Yield (line number, dict) for every non-blank line of a JSONL file; a line that is not valid JSON or not a
-    JSON object is a DataError naming the file and the line."""
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
+    JSON object is a DataError naming the file and the line (so is a line that is not UTF-8)."""
+    with open(path, "rb") as f:
+        for line_no, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                raise DataError(path, f"expected UTF-8 text ({e.reason} at byte {e.start} of the line)",
+                                line=line_no) from None
             if not line.strip():
                 continue
             try:
@@ -108,12 +126,15 @@ def read_jsonl_records(path):
             yield line_no, row
 
 
-def read_superglue_jsonl(path, task):
-    """SuperGLUE JSONL: one JSON object per line, fields as released (label absent on test)."""
+def read_superglue_jsonl(path, task, labelled=False):
+    """SuperGLUE JSONL: one JSON object per line, fields as released (label absent on test).
+
+    labelled=True: a record without a label (absent or null) is a DataError naming the line.
+    """
     spec, out = TASKS[task], []
     for line_no, row in read_jsonl_records(path):
         try:
-            out += _superglue_examples(task, row, lambda v, n=line_no: _label_id(path, n, spec, v))
+            out += _superglue_examples(task, row, lambda v, n=line_no: _label_id(path, n, spec, v, labelled))
         except KeyError as e:
             raise DataError(path, f"{spec.name} record without field {e}", line=line_no) from None
     return out
@@ -142,16 +163,24 @@ def _superglue_examples(task, row, label):
     raise KeyError(task)
 
 
-def read_glue_tsv(path, task):
-    """GLUE TSV with a header row (CoLA: no header, columns source, label, original label, sentence)."""
+def _csv_rows(path, **kwargs):
+    """Rows of a UTF-8 CSV / TSV file (DataError naming the line of a byte that is not UTF-8)."""
+    return csv.reader(io.StringIO(read_utf8(path, "utf-8-sig"), newline=""), **kwargs)
+
+
+def read_glue_tsv(path, task, labelled=False):
+    """GLUE TSV with a header row (CoLA: no header, columns source, label, original label, sentence).
+
+    labelled=True: a file without the label column (or a CoLA line without a label) is a DataError.
+    """
     spec, out = TASKS[task], []
-    with open(path, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    rows = list(_csv_rows(path, delimiter="\t", quoting=csv.QUOTE_NONE))
     if task == "cola":
         for line_no, row in enumerate(rows, 1):
             if len(row) == 2 and row[0] == "index":  # the test file has a header index, sentence
                 continue
             if len(row) == 2:
+                _label_id(path, line_no, spec, None, labelled)
                 out.append(TextExample(row[1]))
             elif len(row) == 4:
                 out.append(TextExample(row[3], None, _label_id(path, line_no, spec, row[1])))
@@ -166,6 +195,9 @@ def read_glue_tsv(path, task):
         raise DataError(path, f"header {header} lacks the {spec.name} columns {a_col!r}, {b_col!r}", line=1)
     ia, ib = header.index(a_col), header.index(b_col) if b_col else None
     iy = header.index(y_col) if y_col in header else None  # test files carry no label column
+    if iy is None and labelled:
+        raise DataError(path, f"header {header} lacks the label column {y_col!r}; only test splits may leave "
+                        "labels out", line=1)
     for line_no, row in enumerate(rows[1:], 2):
         if len(row) < len(header):
             raise DataError(path, f"expected {len(header)} tab-separated columns, got {len(row)}", line=line_no)
@@ -174,30 +206,34 @@ def read_glue_tsv(path, task):
     return out
 
 
-def read_agnews_csv(path, task="agnews"):
-    """AG News CSV: no header; class index 1-4, title, description (backslashes stand for new lines)."""
+def read_agnews_csv(path, task="agnews", labelled=True):
+    """AG News CSV: no header; class index 1-4, title, description (backslashes stand for new lines).
+
+    Every line carries its class (both released files are labelled); `labelled` is accepted for symmetry.
+    """
     spec, out = TASKS[task], []
-    with open(path, encoding="utf-8", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f), 1):
-            if len(row) != 3:
-                raise DataError(path, f"expected 3 comma-separated fields (class, title, description), "
-                                      f"got {len(row)}", line=line_no)
-            out.append(TextExample(row[1], row[2].replace("\\", " "), _label_id(path, line_no, spec, row[0])))
+    reader = _csv_rows(path)
+    for row in reader:
+        line_no = reader.line_num
+        if len(row) != 3:
+            raise DataError(path, f"expected 3 comma-separated fields (class, title, description), "
+                                  f"got {len(row)}", line=line_no)
+        out.append(TextExample(row[1], row[2].replace("\\", " "), _label_id(path, line_no, spec, row[0])))
     return out
 
 
-def read_imdb_csv(path, task="imdb"):
-    """IMDB CSV: header `review,sentiment`, sentiment positive / negative."""
+def read_imdb_csv(path, task="imdb", labelled=True):
+    """IMDB CSV: header `review,sentiment`, sentiment positive / negative (every row labelled)."""
     spec, out = TASKS[task], []
-    with open(path, encoding="utf-8", newline="") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header != ["review", "sentiment"]:
-            raise DataError(path, f"expected the header review,sentiment, got {header}", line=1)
-        for line_no, row in enumerate(reader, 2):
-            if len(row) != 2:
-                raise DataError(path, f"expected 2 fields, got {len(row)}", line=line_no)
-            out.append(TextExample(row[0].replace("<br />", " "), None, _label_id(path, line_no, spec, row[1])))
+    reader = _csv_rows(path)
+    header = next(reader, None)
+    if header != ["review", "sentiment"]:
+        raise DataError(path, f"expected the header review,sentiment, got {header}", line=1)
+    for row in reader:
+        line_no = reader.line_num
+        if len(row) != 2:
+            raise DataError(path, f"expected 2 fields, got {len(row)}", line=line_no)
+        out.append(TextExample(row[0].replace("<br />", " "), None, _label_id(path, line_no, spec, row[1])))
     return out
 
 

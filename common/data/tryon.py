@@ -47,11 +47,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from ..errors import DataError
+from ..errors import DataError, read_utf8
 from .openpose import body25_to_coco18, coco18_to_body25, read_openpose_json, render_skeleton, write_openpose_json
 
 __all__ = ["LAYOUTS", "LIP_LABELS", "DRESSCODE_TO_LIP", "read_dresscode_keypoints", "read_rgb", "read_label_map",
-           "image_to_tensor", "read_pairs", "pair_list_path", "agnostic_person", "DRESSCODE_CATEGORIES",
+           "image_size", "image_to_tensor", "read_pairs", "pair_list_path", "agnostic_person", "DRESSCODE_CATEGORIES",
            "dresscode_category", "dresscode_agnostic_mask", "dresscode_agnostic", "TryOnDataset",
            "write_synthetic_tryon"]
 
@@ -77,23 +77,28 @@ def read_pairs(path, single_column_cloth=("_0", "_1")):
 
     Lines are "person cloth" (whitespace separated; a missing final newline and blank lines are fine). A
     one-column line (DAFlow's train.txt) pairs the person with its own garment, named by replacing
-    single_column_cloth[0] with single_column_cloth[1] in the stem.
+    single_column_cloth[0] with single_column_cloth[1] in the stem. A list without any pair, a line that is not
+    UTF-8 and a one-column name without a file extension are DataErrors naming the file (and line).
     """
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "pair list not found", hint="see the layouts in common/data/tryon.py")
     pairs = []
-    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+    for lineno, line in enumerate(read_utf8(path).splitlines(), 1):
         cols = line.split()
         if not cols:
             continue
         if len(cols) == 1:
+            if "." not in cols[0]:
+                raise DataError(path, f"an image file name with its extension, found {cols[0]!r}", line=lineno)
             stem, ext = cols[0].rsplit(".", 1)
             a, b = single_column_cloth
             cols.append((stem[: -len(a)] + b if stem.endswith(a) else stem) + "." + ext)
         if len(cols) != 2:
             raise DataError(path, f"'person cloth' per line, found {len(cols)} columns", line=lineno)
         pairs.append((cols[0], cols[1]))
+    if not pairs:
+        raise DataError(path, "at least one 'person cloth' pair; the list is empty")
     return pairs
 
 
@@ -113,13 +118,16 @@ def read_dresscode_keypoints(path):
     import json
     path = Path(path)
     try:
-        rows = np.asarray(json.loads(path.read_text())["keypoints"], dtype=np.float32).reshape(-1, 4)
+        rows = np.asarray(json.loads(read_utf8(path))["keypoints"], dtype=np.float32).reshape(-1, 4)
     except FileNotFoundError:
         raise DataError(path, "DressCode keypoint JSON not found") from None
     except (ValueError, KeyError, TypeError) as e:
         raise DataError(path, f"a 'keypoints' list of 18 [x, y, score, id] rows ({type(e).__name__}: {e})") from None
     if rows.shape[0] != 18:
         raise DataError(path, f"18 keypoints, found {rows.shape[0]}")
+    if not np.isfinite(rows).all():
+        row = int(np.argwhere(~np.isfinite(rows))[0, 0])
+        raise DataError(path, f"finite keypoint values, found a non-finite one in row {row}")
     present = (rows[:, 0] > 1) & (rows[:, 1] > 1)
     out = np.zeros((18, 3), np.float32)
     out[present, :2] = rows[present, :2]
@@ -297,26 +305,56 @@ def dresscode_agnostic(image, parse, keypoints, category, fill=128):
     return out
 
 
+def _open_image(path, what):
+    """A fully decoded PIL image; a missing, empty, truncated or non-image file is a DataError naming it."""
+    if not Path(path).is_file():
+        raise DataError(path, f"{what} not found")
+    try:
+        img = Image.open(path)
+        img.load()
+    except (OSError, ValueError, SyntaxError) as e:  # PIL: UnidentifiedImageError, truncated data, bad headers
+        raise DataError(path, f"{what}: not a readable image file ({e})") from None
+    return img
+
+
+def image_size(path, what="image"):
+    """(H, W) of an image file from its header (nothing decoded); DataError if it is not an image."""
+    if not Path(path).is_file():
+        raise DataError(path, f"{what} not found")
+    try:
+        with Image.open(path) as img:
+            return img.size[1], img.size[0]
+    except (OSError, ValueError, SyntaxError) as e:
+        raise DataError(path, f"{what}: not a readable image file ({e})") from None
+
+
 def read_rgb(path, size):
     """RGB uint8 (H, W, 3) of an image file, bicubic-resized to size = (H, W) unless None."""
-    if not Path(path).is_file():
-        raise DataError(path, "image not found")
-    img = Image.open(path).convert("RGB")
+    img = _open_image(path, "image").convert("RGB")
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.BICUBIC)
     return np.array(img)
 
 
-def read_label_map(path, size):
-    """Label ids (H, W) uint8 of a mode L / P PNG (nearest-resized); a colour-coded RGB parse is a DataError."""
-    if not Path(path).is_file():
-        raise DataError(path, "parse map (PNG of label ids) not found")
-    img = Image.open(path)
+def read_label_map(path, size, num_labels=None, expect=None):
+    """Label ids (H, W) uint8 of a mode L / P PNG (nearest-resized); a colour-coded RGB parse is a DataError.
+
+    num_labels: ids must be < num_labels (the parse scheme: 20 for LIP, 18 for DressCode), else a DataError.
+    expect: (H, W) the file must have before resizing (the person image's size), else a DataError.
+    """
+    img = _open_image(path, "parse map (PNG of label ids)")
     if img.mode not in ("L", "P"):
         raise DataError(path, f"a label-id PNG (mode L or P), found mode {img.mode} (a colour-coded parse?)")
+    if expect is not None and img.size != (expect[1], expect[0]):
+        raise DataError(path, f"a parse map of the person image's size {expect[1]}x{expect[0]} (W x H), found "
+                        f"{img.size[0]}x{img.size[1]}; a parse of another size would be stretched onto the person")
     if size is not None and img.size != (size[1], size[0]):
         img = img.resize((size[1], size[0]), Image.NEAREST)
-    return np.array(img)
+    ids = np.array(img)
+    if num_labels is not None and ids.max(initial=0) >= num_labels:
+        bad = np.unique(ids[ids >= num_labels])
+        raise DataError(path, f"label ids 0..{num_labels - 1} of the parse scheme, found {bad[:8].tolist()}")
+    return ids
 
 
 def image_to_tensor(img):
@@ -361,6 +399,8 @@ class TryOnDataset(torch.utils.data.Dataset):
                 pairs = read_pairs(pair_list_path(self.root, layout, mode))
         if mode == "paired" and layout == "viton_hd":
             pairs = [(p, p) for p, _ in pairs]  # VITON-HD: person 00000_00.jpg wears cloth 00000_00.jpg
+        if not pairs:
+            raise DataError(self.root, f"at least one (person, cloth) pair for the {split} {mode} split, got none")
         self.pairs = pairs
 
     def __len__(self):
@@ -395,7 +435,15 @@ class TryOnDataset(torch.utils.data.Dataset):
             return dict(cloth=cloth, person=person, agnostic=read_rgb(p["agnostic"], self.size),
                         pose=read_rgb(p["pose"], self.size))
         h, w = person.shape[:2]
-        parse = read_label_map(p["parse"], (h, w))
+        if self.layout == "dresscode":  # DressCode's own 18 labels; its loader resizes the maps, so only the
+            ph, pw = image_size(p["person"])  # aspect ratio has to agree
+            parse = read_label_map(p["parse"], (h, w), num_labels=len(DRESSCODE_TO_LIP))
+            qh, qw = image_size(p["parse"])
+            if abs(qh * pw - ph * qw) > 0.01 * ph * qw:
+                raise DataError(p["parse"], f"a label map with the person image's aspect ratio ({pw}x{ph}), "
+                                f"found {qw}x{qh}")
+        else:
+            parse = read_label_map(p["parse"], (h, w), num_labels=len(LIP_LABELS), expect=image_size(p["person"]))
         if self.layout == "dresscode":
             kps, src = read_dresscode_keypoints(p["keypoints"]), _DRESSCODE_KEYPOINT_SPACE
             if self.category == "upper_body":
@@ -404,7 +452,7 @@ class TryOnDataset(torch.utils.data.Dataset):
             kps, flavour = read_openpose_json(p["keypoints"])
             if flavour == "body25":
                 kps = body25_to_coco18(kps)
-            src = Image.open(p["person"]).size  # keypoints are in the original image's pixels
+            src = image_size(p["person"])[::-1]  # (W, H): keypoints are in the original image's pixels
         kps = kps.copy()
         kps[:, 0] *= w / src[0]
         kps[:, 1] *= h / src[1]

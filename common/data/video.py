@@ -6,6 +6,8 @@
 `VideoCollection(root)` lists both kinds; `read_clip(i, start, length, step)` returns `length` frames
 (T, H, W, 3) uint8 RGB taken every `step` frames from `start`. For mp4 files `frame_rate` resamples the
 video's native rate first (the official INO/CRW loaders use torchvision `VideoClips(frame_rate=8)`).
+Names that are not valid UTF-8 are refused when listing (OpenCV crashes on them); a frame that is not a
+readable image, or whose size differs from the clip's first frame, is a DataError naming the file.
 """
 import dataclasses
 from pathlib import Path
@@ -13,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, check_utf8_name
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -54,8 +56,10 @@ class VideoCollection:
         for p in sorted(self.root.iterdir()):
             if names is not None and p.name not in names and p.stem not in names:
                 continue
+            check_utf8_name(p, "video")
             if p.is_dir():
-                frames = sorted(str(f) for f in p.iterdir() if f.suffix.lower() in FRAME_SUFFIXES)
+                frames = sorted(str(check_utf8_name(f, "frame file")) for f in p.iterdir()
+                                if f.suffix.lower() in FRAME_SUFFIXES)
                 video = Video(str(p), frames, len(frames), 0.0)
             elif p.suffix.lower() in VIDEO_SUFFIXES:
                 n, fps = _probe(p)
@@ -94,6 +98,10 @@ class VideoCollection:
                 img = cv2.imread(video.frames[k], cv2.IMREAD_COLOR)
                 if img is None:
                     raise DataError(video.frames[k], "not a readable image")
+                if out and img.shape != out[0].shape:
+                    raise DataError(video.frames[k], f"a frame of the size of {Path(video.frames[wanted[0]]).name}, "
+                                    f"{out[0].shape[1]}x{out[0].shape[0]} (W x H); this one is "
+                                    f"{img.shape[1]}x{img.shape[0]}")
                 out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
             return np.stack(out)
         cap = cv2.VideoCapture(video.path)
