@@ -35,7 +35,8 @@ SHAPES = {"tiny": dict(model="tiny", image=128, batch=2, src=20, tgt=10),
 @dataclasses.dataclass
 class BenchConfig:
     device: str = option("auto", "auto, cpu or cuda")
-    size: str = option("", "tiny (CPU default) or paper (CUDA default): OFA-base at 480 px", choices=("", "tiny", "paper"))
+    size: str = option("", "tiny (CPU default) or paper (CUDA default): OFA-base at 480 px",
+                       choices=("", "tiny", "paper"))
     prompt_length: int = option(100, "encoder and decoder prompt length (paper: 100)")
     steps: int = option(3, "timed steps")
     warmup: int = option(1, "untimed steps first")

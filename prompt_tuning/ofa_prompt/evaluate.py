@@ -27,14 +27,15 @@ def evaluate(model, dataset, tok, task, device, cfg, out_dir=None):
         enc = model.encoder(batch["src"].to(device), batch["image"].to(device))
         if task == "refcoco":
             hyps = beam_search(model, enc, beam=cfg.beam, max_len=4, min_len=4, no_repeat_ngram=3)
-            boxes = [bins_to_box(h[0][0], tok, s["ratio"], cfg.max_image_size) for h, s in zip(hyps, samples)]
+            boxes = [bins_to_box(h[0][0], tok, s["ratio"], cfg.max_image_size)
+                     for h, s in zip(hyps, samples, strict=True)]
             hits = grounding_hits(boxes, [s["box"].tolist() for s in samples])
-            records += [{"uid": s["uid"], "box": b, "hit": h} for s, b, h in zip(samples, boxes, hits)]
+            records += [{"uid": s["uid"], "box": b, "hit": h} for s, b, h in zip(samples, boxes, hits, strict=True)]
         else:
             scores = score_candidates(model, enc, [s["prompt"] for s in samples], dataset.answer_tokens, trie=trie)
             preds = [dataset.answers[k] for k in scores.argmax(1).tolist()]
             hits = answer_scores(preds, [s["refs"] for s in samples])
-            records += [{"uid": s["uid"], "answer": p, "hit": h} for s, p, h in zip(samples, preds, hits)]
+            records += [{"uid": s["uid"], "answer": p, "hit": h} for s, p, h in zip(samples, preds, hits, strict=True)]
     model.train(was_training)
     if out_dir is not None:
         with open(f"{out_dir}/predictions.jsonl", "w") as f:

@@ -107,7 +107,7 @@ def beam_search(model, encoder_out, beam=5, max_len=16, min_len=1, no_repeat_ngr
         new_rows, new_scores, new_tokens = [], [], []
         for i in range(b):
             kept = 0
-            for s, j in zip(top_scores[i].tolist(), top_idx[i].tolist()):
+            for s, j in zip(top_scores[i].tolist(), top_idx[i].tolist(), strict=True):
                 if s == float("-inf"):
                     break
                 src, tok = i * beam + j // v, j % v

@@ -31,7 +31,7 @@ def box_iou(a, b):
 def grounding_hits(pred_boxes, gt_boxes, threshold=0.5):
     """1.0 per prediction with IoU >= threshold and a positive overlap (EU:190-203); None predictions miss."""
     hits = []
-    for p, g in zip(pred_boxes, gt_boxes):
+    for p, g in zip(pred_boxes, gt_boxes, strict=True):
         if p is None:
             hits.append(0.0)
             continue
@@ -42,7 +42,7 @@ def grounding_hits(pred_boxes, gt_boxes, threshold=0.5):
 
 def answer_scores(predictions, references):
     """VQA score / accuracy: the reference dict's score of each predicted answer (EU:103-170)."""
-    return [float(refs.get(p, 0.0)) for p, refs in zip(predictions, references)]
+    return [float(refs.get(p, 0.0)) for p, refs in zip(predictions, references, strict=True)]
 
 
 def mean(values):

@@ -28,7 +28,7 @@ from common.errors import ConfigError, DataError, exit_on_user_error
 from common.rundir import Run, check_finite
 from common.runtime import autocast, seed_everything
 
-from .checkpoint import build_from_official, official_state_dict
+from .checkpoint import build_from_official
 from .data import TaskDataset, collate, read_tsv, write_synthetic_vqa
 from .evaluate import evaluate
 from .generate import answer_trie
@@ -106,7 +106,8 @@ def prepare_synthetic(cfg, log):
         model = OFA(OFAConfig(**{**model_overrides(cfg, tok), "encoder_prompt_length": 0,
                                  "decoder_prompt_length": 0, "adapter_dim": 0}))
         rows = read_tsv(folder / "pretrain.tsv", "vqa")
-        data = TaskDataset(rows, "vqa", tok, cfg.patch_image_size, answers=sorted({a for r in rows for a in r.fields[1]}))
+        answers = sorted({a for r in rows for a in r.fields[1]})
+        data = TaskDataset(rows, "vqa", tok, cfg.patch_image_size, answers=answers)
         log.info("synthetic: pretraining the backbone for %d steps on %s", cfg.synthetic_pretrain_steps, folder)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.synthetic_pretrain_lr, weight_decay=0.01)
         trie = answer_trie(tok, data.answers)

@@ -2,14 +2,15 @@
 import itertools
 import json
 from pathlib import Path
+
 import pytest
 import torch
-
-from common.errors import DataError
 from ofa_prompt.checkpoint import SKIPPED_SUFFIXES, build_from_official, config_from_state_dict, load_official
 from ofa_prompt.generate import Trie, _banned_ngrams, answer_trie, beam_search, score_candidates
 from ofa_prompt.model import OFA, OFAConfig
 from ofa_prompt.tokenizer import BOS, EOS, OFATokenizer, pre_caption
+
+from common.errors import DataError
 
 TEXTS = ["a red circle on the left", "a blue square on the right", "what does the image describe?",
          "which region does the text describe?", "yes no maybe"] * 20

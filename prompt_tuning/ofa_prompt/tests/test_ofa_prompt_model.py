@@ -3,7 +3,6 @@ import math
 
 import pytest
 import torch
-
 from ofa_prompt.model import (
     OFA,
     MultiheadAttention,
@@ -153,8 +152,9 @@ def test_only_the_mode_parameters_train(mode):
     no_grad = {n for n, p in model.named_parameters() if p.requires_grad and p.grad is None}
     # the decoder's image-position tables serve image-code targets only, unused for text (the official run
     # needs --find-unused-parameters for the same reason)
-    assert all(n.startswith(("decoder.embed_image_positions", "decoder.image_pos_ln", "decoder.code_layernorm_embedding",
-                             "decoder.image_rel_pos_table_list")) for n in no_grad), no_grad
+    unused = ("decoder.embed_image_positions", "decoder.image_pos_ln", "decoder.code_layernorm_embedding",
+              "decoder.image_rel_pos_table_list")
+    assert all(n.startswith(unused) for n in no_grad), no_grad
     assert all(p.grad is None for n, p in model.named_parameters() if not p.requires_grad)
 
 

@@ -1,5 +1,5 @@
-"""End to end through the real train.sh / eval.sh on the generated VQA-format task, the readers' errors, and
---resume after an interruption."""
+"""End to end through the real train.sh / eval.sh on the generated VQA-format task, box binning, and --resume
+after an interruption (the reader's errors: tests/test_bad_input_ofa_tsv.py)."""
 import json
 import os
 import subprocess
@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 from ofa_prompt import train as train_module
-from ofa_prompt.data import TaskDataset, decode_image, read_tsv, write_synthetic_refcoco, write_synthetic_vqa
+from ofa_prompt.data import TaskDataset, read_tsv, write_synthetic_refcoco
 from ofa_prompt.tokenizer import OFATokenizer
-
-from common.errors import DataError
 
 HERE = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
@@ -39,7 +37,8 @@ def test_smoke_prompts_alone_learn_the_task_and_beat_the_frozen_control(tmp_path
     assert method["frozen_max_abs_change"] == 0.0                   # only the prompt parameters changed
     best = torch.load(tmp_path / "prompt" / "checkpoints" / "best.pt", weights_only=False)
     params = {k for k in best["model"] if "prompt_encoder" in k}
-    assert params == {"encoder.encoder_prompt_encoder.embedding.weight", "decoder.decoder_prompt_encoder.embedding.weight"}
+    assert params == {"encoder.encoder_prompt_encoder.embedding.weight",
+                      "decoder.decoder_prompt_encoder.embedding.weight"}
     assert method["test_vqa_score"] >= control["test_vqa_score"] + MARGIN, (method, control)
     assert method["test_vqa_score"] >= 0.25 + 0.15, method          # well above chance
     run(HERE / "eval.sh", "--checkpoint", tmp_path / "prompt" / "checkpoints" / "best.pt", "--out_dir",
@@ -74,71 +73,6 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path, monkeypat
     assert torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)["epoch"] == 1
     train_module.main(QUICK + data + ["--out_dir", str(tmp_path / "cut"), "--resume"])
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text()) == full
-
-
-@pytest.fixture(scope="module")
-def vqa_folder(tmp_path_factory):
-    return write_synthetic_vqa(tmp_path_factory.mktemp("vqa"), num_pretrain=3, num_train=4, num_val=2, num_test=2)
-
-
-def _corrupt(folder, name, edit):
-    path = folder / name
-    lines = path.read_text().splitlines()
-    lines = edit(lines)
-    path.write_text("".join(line + "\n" for line in lines))
-    return path
-
-
-BAD_VQA = {
-    "too_few_columns": lambda ls: [ls[0].split("\t", 1)[0]] + ls[1:],
-    "answer_without_score": lambda ls: [ls[0].replace("1.0|!+", "")] + ls[1:],
-    "score_above_one": lambda ls: [ls[0].replace("1.0|!+", "3.0|!+")] + ls[1:],
-    "nan_score": lambda ls: [ls[0].replace("1.0|!+", "nan|!+")] + ls[1:],
-    "empty_file": lambda ls: [],
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_VQA))
-def test_vqa_reader_errors_name_the_file_and_line(tmp_path, case):
-    folder = write_synthetic_vqa(tmp_path, num_pretrain=1, num_train=3, num_val=1, num_test=1)
-    path = _corrupt(folder, "train.tsv", BAD_VQA[case])
-    with pytest.raises(DataError, match="train.tsv") as err:
-        read_tsv(path, "vqa")
-    if case != "empty_file":
-        assert "train.tsv:1:" in str(err.value)
-
-
-def test_bad_image_names_the_file_and_line(tmp_path):
-    folder = write_synthetic_vqa(tmp_path, num_pretrain=1, num_train=2, num_val=1, num_test=1)
-    path = _corrupt(folder, "train.tsv", lambda ls: [ls[0], "\t".join(ls[1].split("\t")[:5] + ["bm90IGFuIGltYWdl"])])
-    rows = read_tsv(path, "vqa")
-    with pytest.raises(DataError, match="train.tsv:2:"):
-        decode_image(rows[1])
-
-
-BAD_REFCOCO = {
-    "box_not_numbers": lambda parts: parts[:3] + ["a,b,c,d"] + parts[4:],
-    "box_inverted": lambda parts: parts[:3] + ["10,10,5,20"] + parts[4:],
-    "box_negative": lambda parts: parts[:3] + ["-1,0,5,5"] + parts[4:],
-    "box_three_values": lambda parts: parts[:3] + ["1,2,3"] + parts[4:],
-}
-
-
-@pytest.mark.parametrize("case", sorted(BAD_REFCOCO))
-def test_refcoco_reader_errors_name_the_file_and_line(tmp_path, case):
-    path = write_synthetic_refcoco(tmp_path / "refcoco.tsv", num=2)
-    lines = path.read_text().splitlines()
-    lines[1] = "\t".join(BAD_REFCOCO[case](lines[1].split("\t")))
-    path.write_text("\n".join(lines) + "\n")
-    with pytest.raises(DataError, match="refcoco.tsv:2:"):
-        read_tsv(path, "refcoco")
-
-
-def test_snli_ve_reader_refuses_unknown_labels(tmp_path):
-    path = tmp_path / "snli.tsv"
-    path.write_text("0\tx\tIMG\ta dog runs\ta dog\tentailment\n1\tx\tIMG\ta cat\ta cat\tyes\n")
-    with pytest.raises(DataError, match="snli.tsv:2:"):
-        read_tsv(path, "snli_ve")
 
 
 def test_refcoco_samples_bin_the_box_as_the_official_dataset(tmp_path):
