@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, check_utf8_name
+from .coco import read_image
 
 FRAME_SUFFIXES = (".jpg", ".jpeg", ".png")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm")
@@ -95,14 +96,12 @@ class VideoCollection:
         if video.frames:
             out = []
             for k in wanted:
-                img = cv2.imread(video.frames[k], cv2.IMREAD_COLOR)
-                if img is None:
-                    raise DataError(video.frames[k], "not a readable image")
+                img = read_image(video.frames[k])      # RGB; bytes decoded in Python, any file name
                 if out and img.shape != out[0].shape:
                     raise DataError(video.frames[k], f"a frame of the size of {Path(video.frames[wanted[0]]).name}, "
                                     f"{out[0].shape[1]}x{out[0].shape[0]} (W x H); this one is "
                                     f"{img.shape[1]}x{img.shape[0]}")
-                out.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+                out.append(img)
             return np.stack(out)
         cap = cv2.VideoCapture(video.path)
         out, k = {}, 0

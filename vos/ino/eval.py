@@ -23,6 +23,7 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.config import RunConfig, option, parse_config
+from common.data.coco import read_image
 from common.data.davis import load_davis, write_annotation
 from common.data.youtube_vos import load_youtube_vos
 from common.distributed import init_distributed
@@ -114,10 +115,7 @@ class LazyFrames:
         return len(self.paths)
 
     def __getitem__(self, t):
-        img = cv2.imread(str(self.paths[t]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise DataError(self.paths[t], "not a readable image")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        return read_image(self.paths[t])        # bytes decoded in Python: any file name, truncated files named
 
 
 def resolve(cfg, ckpt_config):
