@@ -271,6 +271,20 @@ def write_synthetic_vqa(root, num_pretrain=384, num_train=256, num_val=64, num_t
     return root
 
 
+def write_synthetic_caption(path, num=16, size=32, seed=0):
+    """Generated caption-format TSV (columns 1,4,2 selected): "a <color> <shape>", two "&&"-joined references."""
+    rng = random.Random(seed)
+    nrng = np.random.default_rng(seed)
+    lines = []
+    for k in range(num):
+        color, shape = rng.choice(list(COLORS)), rng.choice(SHAPES)
+        image, _ = draw_shape(color, shape, size, nrng)
+        caption = f"a {color} {shape}.&&the {shape} is {color}"
+        lines.append("\t".join([f"row{k}", str(k), caption, "", encode_image(image)]))
+    Path(path).write_text("\n".join(lines) + "\n")
+    return Path(path)
+
+
 def write_synthetic_refcoco(path, num=16, size=64, seed=0):
     """Generated RefCOCO-format TSV (columns 0,4,2,3 selected): expression = "<color> <shape>", box in pixels."""
     rng = random.Random(seed)

@@ -2,6 +2,9 @@
 
 * refcoco: beam 5, exactly 4 generated tokens (min_len 4, max_len 4), no repeated 3-grams, no vocabulary
   constraint (run_scripts/refcoco/evaluate_refcoco.sh); bins -> pixels; Acc@0.5.
+* caption: beam 5, at most 16 tokens, no repeated 3-grams (run_scripts/caption/evaluate_caption.sh), punctuation
+  stripped from hypotheses (EU:48-55); BLEU-4 and CIDEr-D as pycocoevalcap computes them, on lowercased,
+  punctuation-free words (the official coco_eval.py tokenises with the Java PTB tokenizer first).
 * snli_ve / vqa: all-candidate scoring: the source without </s> as the decoder prompt, each candidate answer's
   summed log-probability under the trie mask, argmax (tasks/mm_tasks/vqa_gen.py:205-257); accuracy / VQA score.
 """
@@ -11,7 +14,8 @@ import torch
 
 from .data import collate
 from .generate import answer_trie, beam_search, score_candidates
-from .metrics import answer_scores, bins_to_box, grounding_hits, mean
+from .metrics import answer_scores, bins_to_box, bleu, cider_d, grounding_hits, mean
+from .tokenizer import strip_punctuation
 
 
 @torch.no_grad()
@@ -31,6 +35,10 @@ def evaluate(model, dataset, tok, task, device, cfg, out_dir=None):
                      for h, s in zip(hyps, samples, strict=True)]
             hits = grounding_hits(boxes, [s["box"].tolist() for s in samples])
             records += [{"uid": s["uid"], "box": b, "hit": h} for s, b, h in zip(samples, boxes, hits, strict=True)]
+        elif task == "caption":
+            hyps = beam_search(model, enc, beam=cfg.beam, max_len=16, min_len=1, no_repeat_ngram=3)
+            records += [{"uid": s["uid"], "caption": strip_punctuation(tok.decode(h[0][0])).lower(), "refs": s["refs"]}
+                        for h, s in zip(hyps, samples, strict=True)]
         else:
             scores = score_candidates(model, enc, [s["prompt"] for s in samples], dataset.answer_tokens, trie=trie)
             preds = [dataset.answers[k] for k in scores.argmax(1).tolist()]
@@ -40,5 +48,8 @@ def evaluate(model, dataset, tok, task, device, cfg, out_dir=None):
     if out_dir is not None:
         with open(f"{out_dir}/predictions.jsonl", "w") as f:
             f.writelines(json.dumps(r) + "\n" for r in records)
+    if task == "caption":
+        hyps, refs = [r["caption"] for r in records], [r["refs"] for r in records]
+        return {"bleu4": bleu(hyps, refs)[3], "cider": cider_d(hyps, refs)[0]}
     value = mean([r["hit"] for r in records])
     return {"vqa_score" if task == "vqa" else "accuracy": value}

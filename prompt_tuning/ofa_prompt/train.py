@@ -38,7 +38,7 @@ from .prompts import PEFT_MODES, set_trainable
 from .tokenizer import OFATokenizer
 
 HERE = Path(__file__).resolve().parent
-TASKS = ("refcoco", "snli_ve", "vqa", "synthetic")
+TASKS = ("refcoco", "snli_ve", "caption", "vqa", "synthetic")
 
 
 @dataclasses.dataclass
@@ -234,7 +234,7 @@ def main(argv=None):
         step, start_epoch, state = ckpt["step"], ckpt["epoch"], ckpt["selection"]
         run.log.info("resumed from %s at epoch %d", last, start_epoch)
     net = wrap_ddp(model, dist, device, find_unused_parameters=True)     # the official run needs it too
-    metric = {"refcoco": "accuracy", "snli_ve": "accuracy", "vqa": "vqa_score"}[task]
+    metric = {"refcoco": "accuracy", "snli_ve": "accuracy", "caption": "cider", "vqa": "vqa_score"}[task]
     for epoch in run.progress(range(start_epoch, cfg.epochs), desc="epochs", initial=start_epoch, total=cfg.epochs):
         model.train()
         if sampler is not None:
