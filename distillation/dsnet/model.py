@@ -136,13 +136,17 @@ class SlimmableNet(nn.Module):
     route_start = 0
 
     def configure_gate(self, tau=1.0, eval_noise=True):
-        """tau: Gumbel temperature; eval_noise: add Gumbel noise in eval too (official quirk, default True)."""
-        self.tau, self.eval_noise = tau, eval_noise
+        """tau: Gumbel temperature; eval_noise: add Gumbel noise in eval too (official quirk, default True).
+        `gumbel_noise`, when set to a (B, K) tensor, is the noise of the next call (per-sample, reproducible)."""
+        self.tau, self.eval_noise, self.gumbel_noise = tau, eval_noise, None
 
     def make_decide(self, width):
         """The gate decision of a "dynamic" / "dynamic_sliced" call (records a GateOutput per gate)."""
         def decide(logits):
-            soft, hard, index = gumbel_softmax_st(logits, self.tau, noise=self.training or self.eval_noise)
+            noise = self.training or self.eval_noise
+            if noise and self.gumbel_noise is not None:
+                noise = self.gumbel_noise
+            soft, hard, index = gumbel_softmax_st(logits, self.tau, noise=noise)
             self.gates.append(GateOutput(logits, soft, hard, index))
             if width == "dynamic":
                 return SoftChoice(hard, self.route_start)
@@ -224,9 +228,20 @@ class DSMobileNetV1(SlimmableNet):
         return x
 
 
-def slimmable_mbnet_v1_bn_uniform(num_classes=1000, **kwargs):
-    """The released DS-MBNet supernet (official registry name)."""
-    return DSMobileNetV1(num_classes, **kwargs)
+def slimmable_mbnet_v1_bn_uniform(num_classes=1000, small_input=False, **kwargs):
+    """The released DS-MBNet supernet (official registry name). small_input [ours, for 32x32 CIFAR images]:
+    stem stride 1 instead of 2 (the rest unchanged)."""
+    stem = (MBNET_V1_STEM[0], MBNET_V1_STEM[1], 1 if small_input else MBNET_V1_STEM[2])
+    return DSMobileNetV1(num_classes, stem=stem, **kwargs)
+
+
+def ds_mbnet_v1_tiny(num_classes=10, small_input=True, **kwargs):
+    """Smoke-test size [ours]: the official structure (14 widths of the gated and last stages, SE, Swish, one 4-way
+    gate) with every channel list about 1/8 and one or two blocks per stage; stem stride 1 for 32x32 input."""
+    stem = ([4, 6], 3, 1 if small_input else 2)
+    stages = [([8, 12], 1, 3, 1, False), ([12, 24], 1, 3, 2, False), ([16, 32], 1, 3, 2, False),
+              (list(range(28, 80 + 1, 4)), 2, 3, 2, True), (list(range(92, 144 + 1, 4)), 1, 3, 2, False)]
+    return DSMobileNetV1(num_classes, stem=stem, stages=stages, **kwargs)
 
 
 class SlimBottleneck(nn.Module):
@@ -351,7 +366,13 @@ def ds_resnet50(num_classes=1000, **kwargs):
     return DSResNet(num_classes, **kwargs)
 
 
-MODELS = {"ds_mbnet_v1": slimmable_mbnet_v1_bn_uniform, "ds_resnet50": ds_resnet50}
+def ds_resnet_tiny(num_classes=10, small_input=True, **kwargs):
+    """Smoke-test size [ours]: one bottleneck per stage, base width 8."""
+    return DSResNet(num_classes, layers=(1, 1, 1, 1), base_width=8, small_input=small_input, **kwargs)
+
+
+MODELS = {"ds_mbnet_v1": slimmable_mbnet_v1_bn_uniform, "ds_mbnet_v1_tiny": ds_mbnet_v1_tiny,
+          "ds_resnet50": ds_resnet50, "ds_resnet_tiny": ds_resnet_tiny}
 
 
 def build_model(name, num_classes, **kwargs):

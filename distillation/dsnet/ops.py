@@ -136,8 +136,12 @@ class SlimBatchNorm2d(nn.Module):
             y = y * top.weight[None, :c, None, None] + top.bias[None, :c, None, None]
             return apply_mask(y, self.channels_list, choice)
         bn = self.aux_bn[self.channels_list.index(c)]
+        momentum = bn.momentum
+        if self.training and momentum is None:  # cumulative average (used by the BN recalibration)
+            bn.num_batches_tracked += 1
+            momentum = 1.0 / float(bn.num_batches_tracked)
         return F.batch_norm(x, bn.running_mean, bn.running_var, top.weight[:c], top.bias[:c], self.training,
-                            top.momentum, top.eps)
+                            momentum, top.eps)
 
 
 class SlimLinear(nn.Linear):
@@ -165,9 +169,12 @@ def gumbel_softmax_st(logits, tau=1.0, noise=True):
     """Straight-through Gumbel-softmax (official `dyn_slim_blocks.gumbel_softmax`, hard=True form).
 
     Returns (y_soft, y_st, index): y_soft (B, K) softmax((logits + G) / tau), y_st = y_hard - y_soft.detach()
-    + y_soft (one-hot in value, gradient of y_soft), index (B,) argmax. `noise=False` drops G (deterministic).
+    + y_soft (one-hot in value, gradient of y_soft), index (B,) argmax. `noise`: True samples G ~ Gumbel(0, 1),
+    False drops it (deterministic), a (B, K) tensor is used as G (per-sample noise drawn by the caller).
     """
-    if noise:
+    if torch.is_tensor(noise):
+        logits = logits + noise.to(logits)
+    elif noise:
         logits = logits - torch.empty_like(logits).exponential_().log()  # + Gumbel(0, 1)
     y_soft = (logits / tau).softmax(1)
     index = y_soft.argmax(1)
