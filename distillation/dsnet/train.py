@@ -82,6 +82,9 @@ class DSNetConfig(RunConfig):
     momentum: float = option(0.9, "SGD momentum")
     nesterov: bool = option(True, "Nesterov momentum (timm's sgd)")
     label_smoothing: float = option(0.1, "label smoothing of the CE on labels")
+    supernet_training: str = option("sandwich", "sandwich (the method) or largest_only (the smoke test's control: only "
+                                    "the largest sub-network trains; not a paper setting)",
+                                    choices=("sandwich", "largest_only"))
     num_random: int = option(2, "random sub-networks per batch between largest and smallest (sandwich rule)")
     inplace_bootstrap: bool = option(True, "IB: sub-networks learn the EMA largest's softmax (false: labels)")
     ensemble_ib: bool = option(False, "IEB: the smallest learns the EMA ensemble (CVPR; official default false)")
@@ -150,6 +153,8 @@ def make_model(cfg, num_classes):
 
 def sandwich(cfg, model, step):
     """[largest, num_random uniform choices in 1 .. W-1, smallest] of this step (same on every rank and resume)."""
+    if cfg.supernet_training == "largest_only":
+        return ["largest"]
     rng = random.Random(f"{cfg.seed}-{step}")
     return ["largest", *[rng.randint(1, model.num_widths - 1) for _ in range(cfg.num_random)], "smallest"]
 
