@@ -58,6 +58,8 @@ class DSNetConfig(RunConfig):
     synthetic_seed: int = option(0, "synthetic: generator seed")
     synthetic_noise: list[float] = option([15.0, 90.0], "synthetic: per-image noise levels (easy, hard)")
     synthetic_spread: float = option(60.0, "synthetic: amplitude of the class templates (smaller: harder)")
+    train_augment: bool = option(True, "random crop / flip of training images (false: the evaluation transform; "
+                                 "the DDP == 1 process test uses it, since augmentation draws differ per rank)")
     num_workers: int = option(8, "DataLoader worker processes")
     # model
     model: str = option("ds_mbnet_v1", "supernet", choices=tuple(MODELS))
@@ -321,7 +323,7 @@ def main(argv=None):
         dataset_dir(cfg)  # rank 0 writes the generated data once
     barrier()
     folder = dataset_dir(cfg)
-    train_set, test_set, num_classes = build_datasets(cfg.dataset, folder, cfg.image_size)
+    train_set, test_set, num_classes = build_datasets(cfg.dataset, folder, cfg.image_size, cfg.train_augment)
     run.log.info("%s: %d train / %d test images, %d classes, device %s", folder, len(train_set), len(test_set),
                  num_classes, device)
     model = make_model(cfg, num_classes).to(device)
