@@ -46,6 +46,25 @@ class SoftChoice:
         return self.gate @ keep  # (B, K) @ (K, C)
 
 
+def inference_slice(module, name, key, make):
+    """`make()` (a weight slice), kept contiguous in a per-module cache while no gradient is recorded.
+
+    A leading slice `weight[:c_out, :c_in]` is a strided view; a dense kernel would copy it on every call. Under
+    `torch.no_grad()` / `inference_mode()` the contiguous copy is kept per (name, width), keyed on the parameter's
+    version counter so an optimiser step invalidates it; with gradients on, the view itself is used.
+    """
+    if torch.is_grad_enabled():
+        return make()
+    param = getattr(module, name)
+    cache = module.__dict__.setdefault("_slice_cache", {})
+    stamp = (param._version, param.data_ptr())
+    hit = cache.get((name, key))
+    if hit is None or hit[0] != stamp:
+        hit = (stamp, make().contiguous())
+        cache[(name, key)] = hit
+    return hit[1]
+
+
 def as_list(channels):
     return list(channels) if isinstance(channels, (list, tuple)) else [channels]
 
@@ -95,7 +114,7 @@ class SlimConv2d(nn.Conv2d):
         c_out = self.out_channels if masked else self.out_channels_list[out_choice]
         if self.depthwise:
             c_out = c_in
-        weight = self.weight[:c_out, :c_in] if not self.depthwise else self.weight[:c_out]
+        weight = inference_slice(self, "weight", (c_out, c_in), lambda: self.weight[:c_out, :c_in])
         bias = None if self.bias is None else self.bias[:c_out]
         y = F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, c_out if self.depthwise else 1)
         y = apply_mask(y, self.out_channels_list, out_choice)  # (B, c_out, H', W')
@@ -154,7 +173,7 @@ class SlimLinear(nn.Linear):
 
     def forward(self, x, in_choice=None):
         c_in = x.shape[1]
-        y = F.linear(x, self.weight[:, :c_in], self.bias)
+        y = F.linear(x, inference_slice(self, "weight", c_in, lambda: self.weight[:, :c_in]), self.bias)
         eff_in = num_channels(self.in_features_list, in_choice) if isinstance(in_choice, SoftChoice) else c_in
         return y, eff_in * self.out_features
 
