@@ -100,14 +100,18 @@ def hem_weights(h, w, hem_start, hem_weight, device, dtype):
 
 def flow_loss(out, cloth, cloth_mask, cfg, vgg=None):
     """Canonicalizing-flow loss (paired only, target the in-shop garment C, research note §2.3):
-    appearance L1 where the warped on-model masks cover (+ vgg_flow x VGG), shape L1(coverage, M_C) with the hem
-    rows down-weighted, second-order smoothness (torso x smooth_torso_mult). -> (loss, terms)."""
-    seen = (out["alphas"].sum(1, keepdim=True) > 0.5).to(cloth.dtype).detach()
-    terms = {"appearance": masked_l1(out["image"], cloth, seen)}
-    if vgg is not None and cfg.lambda_flow_vgg:
-        terms["vgg"] = cfg.lambda_flow_vgg * vgg(out["image"], cloth)
+    appearance L1 on the in-shop garment's region (+ lambda_flow_vgg x VGG), shape L1(coverage, M_C), both with
+    the hem rows (which the model may hide, e.g. tucked in) down-weighted, second-order smoothness (torso x
+    smooth_torso_mult). -> (loss, terms).
+
+    The note computes the appearance term only where the warped on-model masks cover; that lets a flow that
+    moves every part out of the frame score 0 there, so here it is taken on the target's region instead, where an
+    uncovered (white) pixel costs as much as a wrong one."""
     h, w = cloth.shape[-2:]
     hem = hem_weights(h, w, cfg.hem_start, cfg.hem_weight, cloth.device, cloth.dtype)
+    terms = {"appearance": masked_l1(out["image"], cloth, cloth_mask * hem)}
+    if vgg is not None and cfg.lambda_flow_vgg:
+        terms["vgg"] = cfg.lambda_flow_vgg * vgg(out["image"], cloth)
     terms["shape"] = cfg.lambda_shape * ((out["coverage"] - cloth_mask).abs() * hem).mean()
     terms["smooth"] = cfg.lambda_smooth * second_order_smoothness(
         out["residual"], (cfg.smooth_torso_mult, 1.0, 1.0))

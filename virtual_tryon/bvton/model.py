@@ -161,6 +161,8 @@ class LayeredMaskGenerator(nn.Module):
         super().__init__()
         self.layout = layout
         self.net = UNet(NUM_LAYERS + NUM_JOINTS + 3 + 1, NUM_LAYERS, widths)
+        if layout == "layered":  # start with every layer mostly absent (not all half-present, top layer winning)
+            nn.init.constant_(self.net.head.bias, -2.0)
 
     def forward(self, parse_agnostic, pose, garment, garment_mask):
         logits, _ = self.net(torch.cat([parse_agnostic, pose, garment, garment_mask], 1))

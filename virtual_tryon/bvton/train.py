@@ -190,15 +190,17 @@ def stage_epochs(cfg, stage):
 
 
 def load_earlier_stages(model, cfg, run, stage):
-    """Weights of the stages before `stage` (none for flow)."""
+    """Load the weights of the stages before `stage` (none for flow) -> their loss history."""
     if stage == "flow":
-        return
+        return {}
     prev = STAGES[STAGES.index(stage) - 1]
     path = Path(cfg.init_checkpoint) if cfg.init_checkpoint else run.ckpt_dir / f"{prev}.pt"
     if not path.is_file():
         raise ConfigError(f"stage {stage} needs the trained {prev} stage: {path} not found (run --stage {prev} "
                           f"with the same --out_dir first, or pass --init_checkpoint)")
-    model.load_state_dict(load_checkpoint(path)["model"])
+    ckpt = load_checkpoint(path)
+    model.load_state_dict(ckpt["model"])
+    return ckpt.get("history", {})
 
 
 def trainable(model, stage):
@@ -235,7 +237,7 @@ def main(argv=None):
     history = resume.get("history", {}) if resume is not None else {}
     step = resume["step"] if resume is not None else 0
     if resume is None:
-        load_earlier_stages(model, cfg, run, stages[0])
+        history = load_earlier_stages(model, cfg, run, stages[0])
     for stage in stages:
         model.requires_grad_(False)
         for m in trainable(model, stage):
@@ -309,11 +311,11 @@ def main(argv=None):
                     extra = dict(disc=disc.state_dict(), disc_optimizer=disc_opt.state_dict())
                 save_checkpoint(run.last_checkpoint, training_state(
                     model, optimizer, scheduler, step=step, epoch=epoch + 1, config=config_to_dict(cfg),
-                    stage=stage, history=history, data_dirs=[str(p) for p in (cfg.data_root, cfg.unpaired_root)],
+                    stage=stage, history=history,
                     **extra))
         if dist.is_main:
             save_checkpoint(run.ckpt_dir / f"{stage}.pt", {"model": model.state_dict(), "stage": stage,
-                                                           "config": config_to_dict(cfg)})
+                                                           "config": config_to_dict(cfg), "history": history})
     if dist.is_main:
         metrics = {}
         for stage, values in history.items():
