@@ -27,12 +27,12 @@ class UNet(nn.Module):
     """Plain U-Net (no batch norm, so DDP and single-process runs agree): stride-2 encoder, nearest-upsampling
     decoder with skip concatenation. widths (w0, w1, ...) per level; returns (output, bottleneck features)."""
 
-    def __init__(self, cin, cout, widths):
+    def __init__(self, cin, cout, widths, head_bias=True):
         super().__init__()
         self.enc = nn.ModuleList([conv_block(cin, widths[0])] +
                                  [conv_block(a, b, 2) for a, b in zip(widths[:-1], widths[1:], strict=True)])
         self.dec = nn.ModuleList(conv_block(b + a, a) for a, b in zip(widths[:-1], widths[1:], strict=True))
-        self.head = nn.Conv2d(widths[0], cout, 3, 1, 1)
+        self.head = nn.Conv2d(widths[0], cout, 3, 1, 1, bias=head_bias)
 
     def forward(self, x):
         skips = []
@@ -200,7 +200,7 @@ class Synthesizer(nn.Module):
         super().__init__()
         cin = 3 + NUM_LAYERS + NUM_JOINTS + 3 + 1
         seg = NUM_LAYERS + 3 + 1
-        self.net = UNet(cin, widths[0], widths)
+        self.net = UNet(cin, widths[0], widths, head_bias=False)  # a bias would vanish in SPADE's instance norm
         self.spade = SPADE(widths[0], seg)
         self.out = nn.Sequential(nn.LeakyReLU(0.2), nn.Conv2d(widths[0], 3, 3, 1, 1))
 

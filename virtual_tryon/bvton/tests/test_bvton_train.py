@@ -60,6 +60,7 @@ def test_smoke_train_then_eval_beats_its_controls(tmp_path):
         assert len(list((tmp_path / "eval" / sub / "tryon").iterdir())) == 8
 
 
+@pytest.mark.slow
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     args = ["--config", "configs/smoke.yaml", *TINY, "--epochs_flow", "2", "--epochs_mask", "3", "--epochs_synth", "2"]
     sh("train.sh", *args, "--out_dir", tmp_path / "full")
@@ -85,18 +86,19 @@ def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     assert ma == mb
 
 
+@pytest.mark.slow
 def test_two_process_ddp_equals_one_process(tmp_path):
     args = ["--config", "configs/smoke.yaml", *TINY, "--epochs_flow", "1", "--epochs_mask", "1", "--epochs_synth",
             "1", "--num_workers", "0"]
     sh("train.sh", *args, "--out_dir", tmp_path / "one")
     sh("train.sh", *args, "--out_dir", tmp_path / "two", env={"NPROC": "2"})
     a, b = weights(tmp_path / "one"), weights(tmp_path / "two")
-    for k in a:
-        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=k)
-    # and the comparison can fail: another global batch gives other weights
+    # Adam turns float rounding of near-zero gradients into steps of up to lr (3e-3): measured max difference
+    # 1e-4 (2026-12-03), against 1e-2 - 2.4e-2 for a run with another global batch (below)
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 5e-4
     sh("train.sh", *args, "--batch_size", "4", "--out_dir", tmp_path / "other")
     c = weights(tmp_path / "other")
-    assert any(not torch.allclose(a[k], c[k], atol=1e-3) for k in a)
+    assert max(float((a[k] - c[k]).abs().max()) for k in a) > 5e-3
 
 
 def test_stages_chain_through_their_checkpoints(tmp_path, capsys):
