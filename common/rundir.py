@@ -84,7 +84,7 @@ def get_logger(name, log_file=None, enabled=True):
     return logger
 
 
-def run_kind(path):
+def _run_kind(path):
     """The entry point that wrote the run directory `path` (env.txt's `run:` line, e.g. `ipwd` or `ipwd_eval`),
     or None where there is no such line."""
     env = Path(path) / "env.txt"
@@ -95,13 +95,13 @@ def run_kind(path):
     return None
 
 
-def checkpoint_files(path):
+def _checkpoint_files(path):
     """The checkpoints (`*.pt`) anywhere under `<path>/checkpoints`, sorted."""
     ckpt_dir = Path(path) / "checkpoints"
     return sorted(ckpt_dir.rglob("*.pt")) if ckpt_dir.is_dir() else []
 
 
-def resume_conflicts(cfg, config_file):
+def _resume_conflicts(cfg, config_file):
     """`key: recorded -> now` for every field of `cfg` that differs from the run's config.yaml, except the fields
     declared `resumable` (see `common.config.option`). Values are compared as config.yaml stores them."""
     recorded = yaml.safe_load(Path(config_file).read_text()) or {}
@@ -120,7 +120,7 @@ def out_dir_problem(cfg, method):
         return f"--out_dir {d}: {existing} is a file, not a directory; pass a directory path"
     if cfg.resume and cfg.overwrite:
         return "--resume continues the run in --out_dir and --overwrite replaces it: pass one of them"
-    kind, checkpoints, metrics = run_kind(d), checkpoint_files(d), (d / "metrics.json").exists()
+    kind, checkpoints, metrics = _run_kind(d), _checkpoint_files(d), (d / "metrics.json").exists()
     if method.endswith("_eval"):
         if cfg.resume:
             return "--resume continues a training run; an evaluation starts afresh (drop --resume)"
@@ -138,7 +138,7 @@ def out_dir_problem(cfg, method):
                     f"without --resume (with --overwrite if the directory holds an earlier run's files)")
         if not (d / "config.yaml").is_file():
             return f"--resume: {d} has no config.yaml to check this run's flags against; start a new run"
-        changed = resume_conflicts(cfg, d / "config.yaml")
+        changed = _resume_conflicts(cfg, d / "config.yaml")
         if changed:
             return (f"--resume continues {d} with the config it was started with, but these differ from its "
                     f"config.yaml: {'; '.join(changed)}. Resume with the recorded values, or start a new run "
