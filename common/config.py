@@ -183,7 +183,7 @@ def parse_config(schema, argv=None, config_dir=None, description=None):
 
     A relative `--config` path that does not exist from the working directory is looked up in `config_dir`
     (the method folder), so `bash <method>/train.sh --config configs/smoke.yaml` works from anywhere; one that
-    exists in both places is refused as ambiguous.
+    exists in both places, with different contents, is refused as ambiguous.
     The chosen file's stem is kept on the returned object as `cfg._config_name` for run naming.
     """
     hints = typing.get_type_hints(schema)
