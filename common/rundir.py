@@ -178,7 +178,8 @@ class Run:
         if problem:
             raise ConfigError(problem)
         if self.is_main:
-            if cfg.overwrite:
+            was_run = _run_kind(self.dir) or _checkpoint_files(self.dir) or (self.dir / "metrics.json").exists()
+            if cfg.overwrite and was_run:  # only where a run wrote before: never a folder that merely exists
                 for path in (self.dir / name for name in RUN_FILES):
                     if path.is_dir():
                         shutil.rmtree(path)
