@@ -3,7 +3,9 @@
 Every entry point declares one dataclass (subclassing `RunConfig` for the shared run switches). A YAML file
 given with `--config` only supplies defaults; flags on the command line win. Keys and flags are the same
 snake_case names. An unknown key, in the file or on the command line, is a `ConfigError` that lists the
-valid keys, and a value outside a field's declared `choices` is one too.
+valid keys, and a value outside a field's declared `choices` is one too. So are values no run can use, checked by
+field name for every schema: a float that is NaN or infinite (`--lr nan`), a `batch_size` (or `*_batch_size`)
+below 1, and a negative count of `epochs`, `iters` or `steps` (or `*_epochs`, ...) or learning rate (`lr`, `*_lr`).
 
     @dataclass
     class TrainConfig(RunConfig):
@@ -14,7 +16,9 @@ valid keys, and a value outside a field's declared `choices` is one too.
 """
 import argparse
 import dataclasses
+import math
 import os
+import re
 import typing
 from pathlib import Path
 
@@ -23,9 +27,14 @@ import yaml
 from .errors import ConfigError
 
 
-def option(default, help="", choices=None):
-    """A dataclass field with a help text and optional named choices (lists and dicts get a factory)."""
-    meta = {"help": help, "choices": tuple(choices) if choices else None}
+def option(default, help="", choices=None, resumable=False):
+    """A dataclass field with a help text and optional named choices (lists and dicts get a factory).
+
+    `resumable=True` declares that `--resume` may change the field and the change is applied from there on
+    (e.g. `epochs` when no schedule depends on it, `progress`); any other field that differs from the run's
+    config.yaml makes `--resume` refuse (`common.rundir.Run`), so config.yaml never records a value not used.
+    """
+    meta = {"help": help, "choices": tuple(choices) if choices else None, "resumable": resumable}
     if isinstance(default, (list, dict)):
         return dataclasses.field(default_factory=lambda: type(default)(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
@@ -34,16 +43,19 @@ def option(default, help="", choices=None):
 @dataclasses.dataclass
 class RunConfig:
     """The switches every entry point shares."""
-    out_dir: str = option("", "run directory; default runs/<method>/<config>-<timestamp>")
+    out_dir: str = option("", "run directory; default runs/<method>/<config>-<timestamp>", resumable=True)
     seed: int = option(0, "random seed (python, numpy, torch)")
     device: str = option("auto", "auto, cpu, cuda or cuda:N")
     deterministic: bool = option(False, "use deterministic algorithms (slower on CUDA)")
     amp: bool = option(False, "bf16 autocast on CUDA (no-op on CPU)")
     compile: bool = option(False, "torch.compile the model on CUDA (no-op on CPU)")
-    resume: bool = option(False, "continue from <out_dir>/checkpoints/last.pt")
-    progress: bool = option(True, "show tqdm progress bars")
+    resume: bool = option(False, "continue the run in --out_dir from its checkpoints (with the same config)",
+                          resumable=True)
+    overwrite: bool = option(False, "replace the results of the run already in --out_dir (without it, or "
+                             "--resume, an existing run directory is refused)", resumable=True)
+    progress: bool = option(True, "show tqdm progress bars", resumable=True)
     cpu_threads: int = option(0, "torch intra-op threads on CPU (0: torch's default); 1 is fastest for tiny "
-                              "models on a busy machine")
+                              "models on a busy machine", resumable=True)
 
 
 def _base_type(tp):
@@ -97,11 +109,41 @@ def _coerce(name, value, tp):
     return value
 
 
+# Lower bounds every schema gets by field name: (name pattern, smallest allowed value, what the field counts).
+NAMED_BOUNDS = (
+    (re.compile(r"(.+_)?batch_size"), 1, "a batch size"),
+    (re.compile(r"(.+_)?(epochs|iters|steps)"), 0, "a number of epochs, iterations or steps"),
+    (re.compile(r"(.+_)?lr"), 0, "a learning rate"),
+)
+
+
+def _where(source, name):
+    return f"--{name}" if source == "command line" else f"{source}: {name}"
+
+
+def _check_value(name, value, source):
+    """ConfigError for a NaN/inf float, or a value below its NAMED_BOUNDS (naming the flag or the file)."""
+    items = value if isinstance(value, (list, tuple)) else [value]
+    for v in items:
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ConfigError(f"{_where(source, name)} {v}: not a finite number")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        for pattern, low, what in NAMED_BOUNDS:
+            if pattern.fullmatch(name) and value < low:
+                raise ConfigError(f"{_where(source, name)} {value}: must be >= {low} ({what})")
+
+
 def _resolve_config_path(path, config_dir):
+    """A relative path is read from the working directory, else from `config_dir`; where both hold it, with
+    different contents, the choice would be silent, so it is a ConfigError naming both paths."""
     p = Path(path)
-    if p.exists() or p.is_absolute() or config_dir is None:
+    if p.is_absolute() or config_dir is None:
         return p
-    return Path(config_dir) / p
+    there = Path(config_dir) / p
+    if p.is_file() and there.is_file() and p.read_bytes() != there.read_bytes():
+        raise ConfigError(f"--config {path} is ambiguous: it exists in the working directory ({p.resolve()}) and "
+                          f"in the method folder ({there.resolve()}); pass one of them as an absolute path")
+    return p if p.exists() else there
 
 
 def load_yaml(path):
@@ -131,6 +173,7 @@ def config_from_dict(schema, values, source="config"):
         choices = fields[name].metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{source}: {name}={value!r} is not one of {', '.join(map(str, choices))}")
+        _check_value(name, value, source)
         kwargs[name] = value
     return schema(**kwargs)
 
@@ -139,7 +182,8 @@ def parse_config(schema, argv=None, config_dir=None, description=None):
     """Parse `--config FILE` plus `--key value` flags into an instance of `schema`.
 
     A relative `--config` path that does not exist from the working directory is looked up in `config_dir`
-    (the method folder), so `bash <method>/train.sh --config configs/smoke.yaml` works from anywhere.
+    (the method folder), so `bash <method>/train.sh --config configs/smoke.yaml` works from anywhere; one that
+    exists in both places, with different contents, is refused as ambiguous.
     The chosen file's stem is kept on the returned object as `cfg._config_name` for run naming.
     """
     hints = typing.get_type_hints(schema)

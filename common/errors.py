@@ -77,6 +77,10 @@ class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
+class DivergedError(RuntimeError):
+    """The loss stayed finite but climbed far above where it started (`common.rundir.DivergenceCheck`)."""
+
+
 class ConfigError(ValueError):
     """A config file or command-line flag that does not fit the entry point's schema."""
 
@@ -88,7 +92,7 @@ def exit_on_user_error(main):
     def wrapper(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except (DataError, NonFiniteLossError, ConfigError) as e:
+        except (DataError, NonFiniteLossError, DivergedError, ConfigError) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
 

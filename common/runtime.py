@@ -2,9 +2,12 @@
 import contextlib
 import os
 import random
+import re
 
 import numpy as np
 import torch
+
+from .errors import ConfigError
 
 
 def seed_everything(seed, deterministic=False):
@@ -25,18 +28,25 @@ def seed_everything(seed, deterministic=False):
 
 
 def select_device(name="auto", local_rank=0):
-    """`auto` -> this process's CUDA device if there is one, else CPU; `cuda` -> cuda:<local_rank>."""
+    """`auto` -> this process's CUDA device if there is one, else CPU; `cuda` -> cuda:<local_rank>.
+
+    A device that is not there (`--device cuda` without a GPU, `cuda:3` on a 2-GPU machine) or a name that is
+    not a device is a ConfigError naming `--device`, before any run directory is written.
+    """
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name} was asked for but CUDA is not available; use --device cpu")
-        device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
-        torch.cuda.set_device(device)
-        return device
-    if name != "cpu":
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
-    return torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if not re.fullmatch(r"cuda(:\d+)?", name):
+        raise ConfigError(f"--device {name}: unknown device; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: CUDA is not available on this machine; use --device cpu (or auto)")
+    device = torch.device(f"cuda:{local_rank}" if name == "cuda" else name)
+    if device.index >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"numbered from 0")
+    torch.cuda.set_device(device)
+    return device
 
 
 def autocast(device, enabled):

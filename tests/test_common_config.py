@@ -85,3 +85,27 @@ def test_save_config_round_trips(tmp_path):
     again = parse_config(Cfg, ["--config", str(tmp_path / "config.yaml")])
     assert config_to_dict(again) == config_to_dict(cfg)
     assert [p.name for p in tmp_path.iterdir()] == ["config.yaml"]  # no temp file left
+
+
+def test_values_no_run_can_use_are_refused_by_field_name(tmp_path):
+    @dataclasses.dataclass
+    class Sched(RunConfig):
+        eval_batch_size: int = option(8, "")
+        warmup_iters: int = option(0, "")
+        base_lr: float = option(0.1, "")
+        scales: list[float] = option([0.4, 1.0], "")
+        short_side: int = option(-1, "-1: the checkpoint's (not a count: no bound)")
+
+    assert parse_config(Sched, ["--warmup_iters", "0"]).short_side == -1
+    for argv, message in ((["--eval_batch_size", "0"], "--eval_batch_size 0: must be >= 1"),
+                          (["--warmup_iters", "-1"], "--warmup_iters -1: must be >= 0"),
+                          (["--base_lr", "-0.001"], "--base_lr -0.001: must be >= 0"),
+                          (["--scales", "0.4", "nan"], "--scales nan: not a finite number"),
+                          (["--seed", "1", "--base_lr", ".inf"], "--base_lr inf: not a finite number")):
+        with pytest.raises(ConfigError, match=message):
+            parse_config(Sched, argv)
+    (tmp_path / "s.yaml").write_text("base_lr: .nan\n")
+    with pytest.raises(ConfigError, match=r"s.yaml: base_lr nan: not a finite number"):
+        parse_config(Sched, ["--config", str(tmp_path / "s.yaml")])
+    fields = {f.name: f.metadata["resumable"] for f in dataclasses.fields(Sched)}
+    assert fields["progress"] and fields["out_dir"] and not fields["base_lr"] and not fields["seed"]

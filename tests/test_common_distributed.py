@@ -1,11 +1,14 @@
 """DDP, resume-after-kill and the non-finite guard, on the tiny entry point in tests/tiny_train.py."""
 import os
+import re
+import selectors
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from common.checkpoint import load_checkpoint
@@ -74,25 +77,40 @@ def test_two_process_ddp_matches_one_process_same_global_batch(tmp_path):
     assert any(not torch.allclose(a[k], c[k], atol=1e-3) for k in a)
 
 
+def wait_for_output(proc, pattern, timeout=120):
+    """Block until the child's stderr shows `pattern` (select() wakes on each write: no polling with sleeps).
+
+    Fails with the child's output so far when it exits first or `timeout` seconds pass.
+    """
+    selector = selectors.DefaultSelector()
+    selector.register(proc.stderr, selectors.EVENT_READ)
+    deadline, text = time.monotonic() + timeout, ""
+    while not re.search(pattern, text):
+        left = deadline - time.monotonic()
+        if left <= 0 or not selector.select(left):
+            pytest.fail(f"no {pattern!r} from the run within {timeout} s; its output so far:\n{text[-2000:]}")
+        chunk = os.read(proc.stderr.fileno(), 65536)
+        if not chunk:
+            pytest.fail(f"the run exited ({proc.wait()}) before printing {pattern!r}; its output:\n{text[-2000:]}")
+        text += chunk.decode(errors="replace")
+    selector.close()
+
+
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     args = ["--epochs", 12, "--dropout", 0.3, "--seed", 5]
     tiny(tmp_path / "full", *args)
-    out = tmp_path / "killed"
-    proc = tiny(out, *args, "--step_sleep", 0.03, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                start_new_session=True)
-    last = out / "checkpoints" / "last.pt"
-    deadline = time.time() + 120
-    while time.time() < deadline:  # wait until a few epochs are checkpointed, then kill hard mid-epoch
-        if last.exists() and load_checkpoint(last)["epoch"] >= 3:
-            break
-        time.sleep(0.05)
-    time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    epoch_at_kill = load_checkpoint(last)["epoch"]  # never torn: loads after a kill at any moment
+    out, slow = tmp_path / "killed", [*args, "--step_sleep", 0.03]  # 0.24 s an epoch: room to kill mid-way
+    proc = tiny(out, *slow, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        wait_for_output(proc, r"checkpointed epoch 3\b")  # then kill hard, inside epoch 4 or while saving
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        proc.stderr.close()
+    epoch_at_kill = load_checkpoint(out / "checkpoints" / "last.pt")["epoch"]  # never torn, whenever killed
     assert 3 <= epoch_at_kill < 12, "the run must be killed part-way"
     assert not (out / "final_weights.pt").exists()
-    tiny(out, *args, "--resume")
+    tiny(out, *slow, "--resume")  # the same flags: --resume refuses a changed config
     a, b = weights(tmp_path / "full"), weights(out)
     assert all(torch.equal(a[k], b[k]) for k in a)
 

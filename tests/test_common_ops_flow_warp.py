@@ -5,7 +5,6 @@ import torch.nn.functional as F
 
 from common.ops.flow_warp import BACKENDS, compose_grid, flow_warp, flow_warp_reference, offset_to_grid
 
-cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
 
 def inputs(b=2, c=3, h=5, w=4, k=3, seed=0, dtype=torch.float64, spread=1.3, device="cpu"):
@@ -97,7 +96,8 @@ def test_different_feature_resolution_falls_back_to_the_reference():
     assert torch.equal(flow_warp(feat, grid, attn), flow_warp_reference(feat, grid, attn))
 
 
-@cuda
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_parity():
     feat, grid, attn = inputs(b=2, c=4, h=6, w=5, k=3, device="cuda")
     assert torch.allclose(flow_warp_reference(feat, grid, attn), flow_warp(feat, grid, attn), atol=1e-10)

@@ -1,3 +1,4 @@
+import contextlib
 import json
 import re
 
@@ -7,8 +8,16 @@ import yaml
 
 from common.config import RunConfig
 from common.distributed import DistInfo
-from common.errors import ConfigError, NonFiniteLossError
-from common.rundir import Run, check_finite, default_out_dir, environment_report, get_logger, git_commit
+from common.errors import ConfigError, DivergedError, NonFiniteLossError
+from common.rundir import (
+    DivergenceCheck,
+    Run,
+    check_finite,
+    default_out_dir,
+    environment_report,
+    get_logger,
+    git_commit,
+)
 
 
 def test_default_out_dir_layout():
@@ -64,7 +73,47 @@ def test_run_default_dir_and_non_main_rank(tmp_path, monkeypatch):
 
 def test_check_finite(tmp_path):
     check_finite(torch.tensor(1.0), 0)
-    with pytest.raises(NonFiniteLossError, match=r"loss is inf at step 4.*last good checkpoint /x/last.pt"):
-        check_finite(torch.tensor(float("inf")), 4, "/x/last.pt")
+    last = tmp_path / "last.pt"
+    last.write_bytes(b"a checkpoint")
+    with pytest.raises(NonFiniteLossError, match=r"loss is inf at step 4.*last good checkpoint .*last.pt was left"):
+        check_finite(torch.tensor(float("inf")), 4, last)
     with pytest.raises(NonFiniteLossError, match="loss is nan at step 0"):
         check_finite(float("nan"), 0)
+
+
+def test_check_finite_says_when_no_checkpoint_was_written(tmp_path):
+    with pytest.raises(NonFiniteLossError) as e:
+        check_finite(torch.tensor(float("nan")), 2, tmp_path / "checkpoints" / "last.pt")
+    assert "no checkpoint was written yet" in str(e.value) and "last good checkpoint" not in str(e.value)
+
+
+def test_check_finite_of_a_whole_tensor_names_what():
+    check_finite(torch.ones(2, 8, 3, 3), 0, what="offsets")
+    bad = torch.ones(2, 8, 3, 3)
+    bad[1, 2, 0, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="the teacher's offsets is nan at step 7"):
+        check_finite(bad, 7, what="the teacher's offsets")
+    bad[1, 2, 0, 0] = float("-inf")
+    with pytest.raises(NonFiniteLossError, match="offsets is inf at step 1"):
+        check_finite(bad, 1, what="offsets")
+
+
+def test_divergence_check_stops_a_finite_blow_up_and_resumes_with_its_start(tmp_path):
+    check = DivergenceCheck(factor=10, window=4)
+    for step, loss in enumerate([1.4, 1.3, 1.5, 1.2, 1.1, 0.9, 13.0, 0.8]):  # one spike is not a divergence
+        check.update(torch.tensor(loss), step)
+    resumed = DivergenceCheck(factor=10, window=4)
+    resumed.load_state_dict(check.state_dict())
+    assert resumed.start == pytest.approx(1.4)
+    with pytest.raises(DivergedError, match=r"loss diverged.*at step 9, more than 10x its start 1.4.*no checkpoint"):
+        for step, loss in enumerate([5e8, 6e9, 4e9, 7e9], start=8):
+            resumed.update(loss, step, tmp_path / "last.pt")
+    # a fresh check started from the trained loss would have measured against 0.8, not the run's start
+    fresh = DivergenceCheck(factor=10, window=4)
+    for step, loss in enumerate([0.8, 9.0, 9.0, 9.0]):
+        with pytest.raises(DivergedError) if step == 3 else contextlib.nullcontext():
+            fresh.update(loss, step)
+    with pytest.raises(DivergedError, match="may already hold diverging weights.*--overwrite"):
+        last = tmp_path / "last.pt"
+        last.write_bytes(b"a checkpoint")
+        fresh.update(9.0, 4, last)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from common.errors import ConfigError
 from common.runtime import autocast, maybe_compile, seed_everything, select_device, unwrap_model
 
 
@@ -28,7 +29,7 @@ def test_select_device():
     with pytest.raises(ValueError, match="unknown device"):
         select_device("tpu")
     if not torch.cuda.is_available():
-        with pytest.raises(RuntimeError, match="--device cpu"):
+        with pytest.raises(ConfigError, match="--device cuda: CUDA is not available.*--device cpu"):
             select_device("cuda")
 
 

@@ -69,6 +69,7 @@ def main(argv=None):
         if run.is_main:
             save_checkpoint(run.last_checkpoint, training_state(model, opt, sched, step=step, epoch=epoch + 1,
                                                                 config=config_to_dict(cfg)))
+            run.log.info("checkpointed epoch %d", epoch + 1)  # the kill test waits for this line
     if run.is_main:
         torch.save(model.state_dict(), run.dir / "final_weights.pt")
         run.write_metrics({"train_loss": loss.item(), "steps": step})

@@ -56,7 +56,7 @@ class HGBConfig(RunConfig):
     decoder: str = option("distmult", "LP decoder: distmult (official bilinear) or dot", choices=DECODERS)
     lr: float = option(5e-4, "Adam learning rate")
     weight_decay: float = option(1e-4, "Adam weight decay")
-    epochs: int = option(300, "maximum epochs")
+    epochs: int = option(300, "maximum epochs (--resume may raise it)", resumable=True)
     patience: int = option(30, "early-stopping patience, in validations")
     repeat: int = option(1, "independent runs (seeds seed, seed+1, ...); the paper reports 5")
     val_fraction: float = option(0.2, "NC: fraction of label.dat held out for validation (seeded)")

@@ -26,7 +26,7 @@ from common.errors import ConfigError, DataError, exit_on_user_error
 from common.metrics.classification import f1_scores
 from common.metrics.summary import mean_std
 from common.metrics.text import task_metrics
-from common.rundir import Run, check_finite
+from common.rundir import DivergenceCheck, Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
 
 from .data import (SEGMENTS, SELECTIONS, SYNTHETIC, VERBALIZERS, Collate, backbone_dir, dataset_dir, label_words,
@@ -225,17 +225,20 @@ def train_one(cfg, run, r, dist, device, splits, paths):
     trainable = TrainableParams(model)
     state = {"best": -1.0, "history": []}
     start_epoch, step = 0, 0
+    divergence = DivergenceCheck()  # a finite blow-up (--lr 1e9) would otherwise end at chance with exit 0
     if cfg.resume and last.exists():
         ckpt = load_checkpoint(last)
         step, start_epoch = restore_training_state(ckpt, trainable, opt, sched)
         state = ckpt["selection"]
+        divergence.load_state_dict(ckpt.get("divergence", divergence.state_dict()))
         run.log.info("repeat %d: resumed from %s at epoch %d", r, last, start_epoch)
     report = model.parameter_report()
     run.log.info("repeat %d: %s, trainable %d of %d backbone parameters (%.3f%%; %.3f%% without the token table)",
                  r, cfg.method, report["trainable_params"], report["backbone_params"],
                  100 * report["trainable_ratio"], 100 * report["trainable_ratio_without_table"])
     net = maybe_compile(wrap_ddp(model, dist, device), cfg.compile, device)
-    extra = lambda: dict(config=config_to_dict(cfg), selection=state, repeat=r, **paths)  # noqa: E731
+    extra = lambda: dict(config=config_to_dict(cfg), selection=state, repeat=r,  # noqa: E731
+                         divergence=divergence.state_dict(), **paths)
     for epoch in run.progress(range(start_epoch, cfg.epochs), desc=f"repeat {r}", initial=start_epoch,
                               total=cfg.epochs):
         if sampler is not None:
@@ -251,6 +254,7 @@ def train_one(cfg, run, r, dist, device, splits, paths):
                 logits = forward(net, batch, device)
             loss = F.cross_entropy(logits, batch["labels"].to(device))
             check_finite(loss, step, last)
+            divergence.update(loss, step, last)
             (loss / cfg.grad_accum).backward()
             total_loss, n_batches = total_loss + loss.item(), n_batches + 1
             if (i + 1) % cfg.grad_accum == 0:

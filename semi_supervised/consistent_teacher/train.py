@@ -61,7 +61,7 @@ class TrainConfig(RunConfig):
     backbone_weights: str = option("", "local torchvision resnet50-0676ba61.pth (ImageNet); empty: random init")
     bn_affine_trainable: bool = option(True, "BN weight/bias trainable (COCO partial configs); false for VOC/full")
     # optimisation
-    max_iters: int = option(180000, "training iterations")
+    max_iters: int = option(180000, "training iterations (--resume may raise it)", resumable=True)
     lr: float = option(0.01, "SGD learning rate (for 8 GPUs x (1 + 4) images)")
     momentum: float = option(0.9, "SGD momentum")
     weight_decay: float = option(1e-4, "SGD weight decay (every parameter)")
@@ -187,6 +187,9 @@ def main(argv=None):
         run.log.info("iteration %d teacher %s", step, json.dumps({k: round(v, 4) for k, v in metrics.items()}))
         return metrics
 
+    for name, model in (("teacher", teacher), ("student", student)):  # NaN offsets crash deform_conv2d: stop first
+        model.bbox_head.reg_offset_module.register_forward_hook(lambda m, args, out, name=name: check_finite(
+            out, step, run.last_checkpoint, what=f"the {name}'s FAM-3D offset map"))
     student.train()
     bar = run.progress(iteration_loader(data, step, cfg.num_workers), total=cfg.max_iters, initial=step,
                        desc="iterations")

@@ -46,7 +46,7 @@ class TrainConfig(RunConfig):
     batch_size: int = option(8, "per-process batch size")
     lr: float = option(5e-5, "AdamW learning rate")
     weight_decay: float = option(0.01, "AdamW weight decay (torch default, as the official code)")
-    epochs: int = option(200, "training epochs")
+    epochs: int = option(200, "training epochs (--resume may raise it: no schedule depends on it)", resumable=True)
     lr_step_epochs: int = option(30, "StepLR step size in epochs")
     lr_gamma: float = option(0.2, "StepLR factor")
     flip: bool = option(True, "joint horizontal flip with p=0.5")
