@@ -6,7 +6,6 @@ import torch.nn.functional as F
 from common.ops.flow_warp import BACKENDS, compose_grid, flow_warp, flow_warp_reference, offset_to_grid
 
 
-
 def inputs(b=2, c=3, h=5, w=4, k=3, seed=0, dtype=torch.float64, spread=1.3, device="cpu"):
     """Random features, grids partly outside [-1, 1] (border padding region) and positive attention."""
     g = torch.Generator().manual_seed(seed)

@@ -315,7 +315,7 @@ class DSResNet(SlimmableNet):
         for s, n in enumerate(layers):
             mid = base_width * 2 ** s
             gated = s in self.gated_stages
-            scale = lambda c: [max(1, int(round(c * r))) for r in self.ratios] if gated else [c]  # noqa: E731
+            scale = lambda c, gated=gated: [max(1, int(round(c * r))) for r in self.ratios] if gated else [c]  # noqa: E731
             mid_list, out_list = scale(mid), scale(mid * 4)
             blocks = [SlimBottleneck(in_list, mid_list, out_list, 1 if s == 0 else 2, se_ratio,
                                      self.num_routes if gated else 0)]

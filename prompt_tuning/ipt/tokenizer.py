@@ -5,7 +5,6 @@ import torch
 
 from common.errors import DataError
 
-
 MASK = object()  # a template part that is the tokenizer's mask token
 
 

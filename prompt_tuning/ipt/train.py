@@ -7,8 +7,9 @@ AdamW (eps 1e-8) on the prompt parameters only, linear warm-up then linear decay
 checkpoint with the best dev metric (micro-F1) is tested (training at lr 0.03 is unstable; best-epoch selection
 matters). `--selection val_file` (default, the official `FewGLUEDataProcessor`): train.jsonl / val.jsonl (selection)
 / test.jsonl (reported); `--selection holdout`: a seeded `dev_fraction` of train is held out for selection and
-the released dev file is the reported test set (for unlabelled SuperGLUE / GLUE test sets and AG News). `--repeat N` trains seeds seed..seed+N-1 and
-reports mean and std. Only the trained parameters (prompt + head, or all for finetune) are checkpointed.
+the released dev file is the reported test set (for unlabelled SuperGLUE / GLUE test sets and AG News).
+`--repeat N` trains seeds seed..seed+N-1 and reports mean and std. Only the trained parameters (prompt + head, or
+all for finetune) are checkpointed.
 """
 import dataclasses
 import json
@@ -29,8 +30,18 @@ from common.metrics.text import task_metrics
 from common.rundir import DivergenceCheck, Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
 
-from .data import (SEGMENTS, SELECTIONS, SYNTHETIC, VERBALIZERS, Collate, backbone_dir, dataset_dir, label_words,
-                   load_splits, spec_of)
+from .data import (
+    SEGMENTS,
+    SELECTIONS,
+    SYNTHETIC,
+    VERBALIZERS,
+    Collate,
+    backbone_dir,
+    dataset_dir,
+    label_words,
+    load_splits,
+    spec_of,
+)
 from .encoder import PROMPT_POSITIONS, load_pretrained
 from .model import METHODS, TABLE_UPDATES, PromptClassifier, TrainableParams, build_method
 from .optim import RowwiseAdamW

@@ -268,7 +268,7 @@ def main(argv=None):
         loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.batch_size // dist.world_size, sampler=sampler,
                                              drop_last=True, num_workers=cfg.num_workers)
         module = {"flow": lambda: FlowStage(model, cfg, vgg), "mask": lambda: MaskStage(model, cfg),
-                  "synth": lambda: SynthStage(model, cfg, vgg, disc)}[stage]()
+                  "synth": lambda disc=disc: SynthStage(model, cfg, vgg, disc)}[stage]()
         net = wrap_ddp(module, dist, device)
         disc_net = wrap_ddp(disc, dist, device) if disc is not None else None
         losses = history.setdefault(stage, [])

@@ -5,6 +5,7 @@ import torch.nn.functional as F
 from dsnet.model import DSMobileNetV1, DSResNet
 from dsnet.ops import SoftChoice
 
+
 def randomise_bn(net):
     for m in net.modules():
         if isinstance(m, torch.nn.BatchNorm2d):

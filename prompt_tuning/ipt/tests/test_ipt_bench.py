@@ -3,7 +3,6 @@ import importlib.util
 import json
 
 import torch
-
 from ipt.bench import main
 
 

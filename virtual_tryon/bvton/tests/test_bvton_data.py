@@ -7,7 +7,7 @@ import pytest
 import torch
 from bvton.data import PseudoPairDataset, load_paired
 from bvton.parts import LAYERS, layer_labels, misalign, split_upper_parts
-from bvton.synthetic import person_to_canonical, render_person, texture, write_synthetic_bvton
+from bvton.synthetic import person_to_canonical, render_person, write_synthetic_bvton
 from bvton.train import TrainConfig
 from PIL import Image
 
@@ -115,7 +115,8 @@ def test_paired_reader_on_a_generated_viton_hd_layout(generated):
 @pytest.mark.realdata
 def test_paired_reader_on_the_real_viton_sample(real_data):
     root = real_data("viton_cpvton/data/test").parent
-    ds = TryOnDataset(root, "cpvton", "test", pairs=[("000010_0.jpg", "000048_1.jpg"), ("000066_0.jpg", "000074_1.jpg")])
+    ds = TryOnDataset(root, "cpvton", "test",
+                      pairs=[("000010_0.jpg", "000048_1.jpg"), ("000066_0.jpg", "000074_1.jpg")])
     for i in range(2):
         a = load_paired(ds, i)
         assert a["person"].shape == (256, 192, 3) and a["keypoints"].shape == (18, 3)
