@@ -147,3 +147,13 @@ def test_label_out_of_range_is_found_before_training(tmp_path):
     with pytest.raises(DataError, match="150 is outside the 100 classes") as e:
         CIFAR100(tmp_path, "train")
     assert e.value.path == str(tmp_path / "train")
+
+
+def test_class_counts_come_from_the_meta_files(tmp_path):
+    from common.data.cifar import cifar10_num_classes, cifar100_num_classes, write_cifar10
+
+    assert cifar100_num_classes(tmp_path) == (100, 20) and cifar10_num_classes(tmp_path) == 10   # no meta: the format's
+    write_cifar100(tmp_path / "c100", small_split(4, 0), small_split(2, 1), fine_names=[f"f{i}" for i in range(100)])
+    assert cifar100_num_classes(tmp_path / "c100")[0] == 100
+    write_cifar10(tmp_path / "c10", (small_split(5, 0)[0], np.arange(5) % 3), (small_split(2, 1)[0], np.array([0, 1])))
+    assert cifar10_num_classes(tmp_path / "c10") == 3
