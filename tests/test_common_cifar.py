@@ -109,3 +109,51 @@ def test_generated_data_is_learnable_and_balanced(tmp_path):
     assert (((flipped - means[None]) ** 2).sum(-1).argmin(1) == test_y).mean() > 0.9
     root = write_synthetic_cifar(tmp_path / "syn", num_classes=5, train_per_class=4, test_per_class=2)
     assert len(CIFAR100(root, "train")) == 20 and CIFAR100(root, "test").num_classes == 5
+
+
+def test_cifar10_official_layout_and_round_trip(tmp_path):
+    """cifar-10-batches-py as the official archive has it: five data_batch_* files, test_batch, batches.meta."""
+    from common.data.cifar import CIFAR10, read_cifar10_split, write_cifar10
+
+    rng = np.random.default_rng(0)
+    for i, name in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        row = np.zeros((1, 3072), np.uint8)
+        row[0, 1024 + 32 * 2 + 5] = i + 1  # G at (2, 5): tells the batches apart and checks channel-major order
+        with open(tmp_path / name, "wb") as f:
+            pickle.dump({b"batch_label": b"x", b"labels": [i], b"data": row, b"filenames": [b"a.png"]}, f, protocol=2)
+    with open(tmp_path / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [f"c{i}".encode() for i in range(10)], b"num_cases_per_batch": 1,
+                     b"num_vis": 3072}, f, protocol=2)
+    images, labels = read_cifar10_split(tmp_path, "train")
+    assert images.shape == (5, 32, 32, 3) and labels.tolist() == [0, 1, 2, 3, 4]   # batches 1..5 in order
+    assert images[:, 2, 5, 1].tolist() == [1, 2, 3, 4, 5] and images.sum() == 15
+    test = CIFAR10(tmp_path, "test", cifar_test_transform())
+    assert len(test) == 1 and test.labels.tolist() == [5] and test.num_classes == 10
+    # round trip through the writer, 23 training images spread over the five batches
+    train = (rng.integers(0, 256, (23, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 23))
+    test = (rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, 4))
+    write_cifar10(tmp_path / "w", train, test)
+    for split, ref in (("train", train), ("test", test)):
+        images, labels = read_cifar10_split(tmp_path / "w", split)
+        np.testing.assert_array_equal(images, ref[0])
+        np.testing.assert_array_equal(labels, ref[1])
+
+
+def test_label_out_of_range_is_found_before_training(tmp_path):
+    """A CIFAR-100 label of 150 used to make a 151-class model and train on (issue 12); now the reader stops."""
+    train, test = small_split(6, 0), small_split(3, 1)
+    train[1][2] = 150
+    write_cifar100(tmp_path, train, test, fine_names=[f"f{i}" for i in range(100)])
+    with pytest.raises(DataError, match="150 is outside the 100 classes") as e:
+        CIFAR100(tmp_path, "train")
+    assert e.value.path == str(tmp_path / "train")
+
+
+def test_class_counts_come_from_the_meta_files(tmp_path):
+    from common.data.cifar import cifar10_num_classes, cifar100_num_classes, write_cifar10
+
+    assert cifar100_num_classes(tmp_path) == (100, 20) and cifar10_num_classes(tmp_path) == 10   # no meta: the format's
+    write_cifar100(tmp_path / "c100", small_split(4, 0), small_split(2, 1), fine_names=[f"f{i}" for i in range(100)])
+    assert cifar100_num_classes(tmp_path / "c100")[0] == 100
+    write_cifar10(tmp_path / "c10", (small_split(5, 0)[0], np.arange(5) % 3), (small_split(2, 1)[0], np.array([0, 1])))
+    assert cifar10_num_classes(tmp_path / "c10") == 3

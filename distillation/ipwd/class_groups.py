@@ -68,6 +68,26 @@ def draw_bar_chart(rows, path, title="recall by teacher-rank group"):
 
 
 @torch.no_grad()
+def sample_weights(student, loader, device, **weight_options):
+    """IPWD weight of every (unaugmented) sample of `loader` under a TwoHeadStudent, and its label: (N,), (N,)."""
+    student.eval()
+    weights, labels = [], []
+    for x, y, _ in loader:
+        main, aux = student(x.to(device))
+        weights.append(propensity_weight(main.float(), aux.float(), y.to(device), **weight_options).double().cpu())
+        labels.append(y)
+    return torch.cat(weights), torch.cat(labels)
+
+
+def weight_summary(w):
+    """Mean, std, min, percentiles (5, 25, 50, 75, 95) and max of a weight vector, as a dict of floats."""
+    w = torch.as_tensor(w, dtype=torch.float64)
+    q = torch.quantile(w, torch.tensor([0.05, 0.25, 0.5, 0.75, 0.95], dtype=torch.float64)).tolist()
+    return {"count": len(w), "mean": w.mean().item(), "std": w.std(unbiased=False).item(), "min": w.min().item(),
+            **{f"p{k}": v for k, v in zip((5, 25, 50, 75, 95), q, strict=True)}, "max": w.max().item()}
+
+
+@torch.no_grad()
 def class_mean_weights(student, loader, device, num_classes, **weight_options):
     """Mean IPWD weight of each class's (unaugmented) training samples under a TwoHeadStudent: (C,) numpy.
 

@@ -30,6 +30,8 @@ class EvalConfig(RunConfig):
     model: str = option("", "architecture, for checkpoints without a config (mdistiller teachers)",
                         choices=("",) + tuple(MODELS))
     dataset: str = option("cifar100", "dataset of a checkpoint without a config", choices=DATASETS)
+    train_split: str = option("train", "ImageFolder training split of a checkpoint without a config")
+    test_split: str = option("val", "ImageFolder test split of a checkpoint without a config")
     batch_size: int = option(256, "evaluation batch size")
     num_workers: int = option(4, "DataLoader worker processes")
 
@@ -71,14 +73,15 @@ def main(argv=None):
     ckpt = load_checkpoint(cfg.checkpoint, map_location="cpu")
     model, train_cfg = restore_model(ckpt, cfg.model)
     if train_cfg is None:
-        dataset = cfg.dataset
-        folder = dataset_dir(dataclasses.replace(IPWDConfig(), dataset=cfg.dataset, data_root=cfg.data_root))
+        dataset, splits = cfg.dataset, (cfg.train_split, cfg.test_split)
+        folder = dataset_dir(dataclasses.replace(IPWDConfig(), dataset=cfg.dataset, data_root=cfg.data_root,
+                                                 train_split=cfg.train_split))
     else:
-        dataset = train_cfg.dataset
+        dataset, splits = train_cfg.dataset, (train_cfg.train_split, train_cfg.test_split)
         folder = Path(ckpt["data_dir"])
         if cfg.data_root:
-            folder = Path(cfg.data_root) / folder.name
-    _, test_set, _ = build_datasets(dataset, folder)
+            folder = Path(cfg.data_root) if dataset == "imagefolder32" else Path(cfg.data_root) / folder.name
+    _, test_set, _ = build_datasets(dataset, folder, False, *splits)
     with torch.no_grad():
         acc = accuracy_of(*predict(model.to(device), loader(test_set, cfg.batch_size, num_workers=cfg.num_workers),
                                    device, cfg.amp))

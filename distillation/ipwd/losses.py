@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 WEIGHT_FORMULAS = ("bayes", "ce_ratio", "summary_ce_ratio")
+WEIGHT_NORMS = ("none", "batch_mean")
 
 
 def kd_per_sample(student_logits, teacher_logits, temperature):
@@ -48,7 +49,7 @@ def standardize_logits(logits, eps=1e-6):
 
 
 def propensity_weight(machine_logits, human_logits, targets, formula="bayes", standardize=True, clip=0.0,
-                      normalize=False, detach=True):
+                      normalize="none", detach=True):
     """Inverse propensity weight of each sample, (B, C), (B, C), (B,) -> (B,).
 
     machine_logits: the student head trained on the teacher's soft targets (machine domain).
@@ -65,10 +66,13 @@ def propensity_weight(machine_logits, human_logits, targets, formula="bayes", st
 
     A sample the machine domain under-represents (the distilled head fits its label worse than the human head)
     gets w > 2; an over-represented one gets w -> 1. Options: `clip` > 0 caps w at that value; `normalize`
-    rescales to batch mean 1; `detach` stops gradients through w (the weight is a fixed importance weight).
+    "batch_mean" rescales to batch mean 1 ("none": as is); `detach` stops gradients through w (the weight is a
+    fixed importance weight).
     """
     if formula not in WEIGHT_FORMULAS:
         raise ValueError(f"formula must be one of {WEIGHT_FORMULAS}, got {formula!r}")
+    if normalize not in WEIGHT_NORMS:
+        raise ValueError(f"normalize must be one of {WEIGHT_NORMS}, got {normalize!r}")
     if standardize:
         machine_logits, human_logits = standardize_logits(machine_logits), standardize_logits(human_logits)
     h_m = F.cross_entropy(machine_logits, targets, reduction="none")   # (B,) = -log p_m
@@ -83,7 +87,7 @@ def propensity_weight(machine_logits, human_logits, targets, formula="bayes", st
         w = w.detach()
     if clip > 0:
         w = w.clamp(max=clip)
-    if normalize:
+    if normalize == "batch_mean":
         w = w / w.mean()
     return w
 
@@ -101,6 +105,22 @@ def ipwd_loss(student_logits, aux_logits, teacher_logits, targets, temperature=4
     aux = F.cross_entropy(aux_logits, targets)
     loss = ce_weight * ce + kd_weight * (w * kd).mean() + aux_weight * aux
     return loss, {"ce": ce.detach(), "kd": kd.mean().detach(), "aux_ce": aux.detach(), "weight": w.mean().detach()}
+
+
+def kd_mean_weight_loss(student_logits, aux_logits, teacher_logits, targets, temperature=4.0, ce_weight=0.1,
+                        kd_weight=0.9, aux_weight=1.0, **weight_options):
+    """The scale control of IPWD: `ipwd_loss` with every w_b replaced by the batch mean of the weights,
+    gamma CE(z_S, y) + alpha mean_b(w) mean_b[tau^2 KL_b] + beta CE(z_aux, y).
+
+    Same heads, same weight estimate and the same total KD weight per batch as IPWD; only the spread of the
+    weight over the samples is removed. With `normalize="batch_mean"` the factor is 1: plain KD plus the head.
+    """
+    w = propensity_weight(student_logits, aux_logits, targets, **weight_options).detach()   # (B,)
+    ce = F.cross_entropy(student_logits, targets)
+    kd = kd_per_sample(student_logits, teacher_logits, temperature)                            # (B,)
+    aux = F.cross_entropy(aux_logits, targets)
+    loss = ce_weight * ce + kd_weight * w.mean() * kd.mean() + aux_weight * aux
+    return loss, {"ce": ce.detach(), "kd": kd.mean().detach(), "aux_ce": aux.detach(), "weight": w.mean()}
 
 
 def soft_cross_entropy(logits, target_probs):

@@ -7,6 +7,9 @@ Methods (`--method`):
   kd         two-stage KD of the CRD protocol: gamma CE + alpha tau^2 KL (frozen teacher)
   ipwd       two-stage IPWD: KD with the KL term of each sample weighted by its inverse propensity score,
              estimated from the student's main head and an auxiliary CE head (losses.ipwd_loss)
+  kd_meanw   the scale control of IPWD: the same two-head student and objective, but every sample's KL term
+             gets the batch mean of IPWD's weights (losses.kd_mean_weight_loss), so it differs from ipwd
+             only in how the weight is spread over the samples, and from kd in the scale and the extra head
   pskd       one-stage progressive self-distillation (PS-KD, Kim et al. ICCV 2021)
   pskd_ipwd  PS-KD with IPWD weights on the self-distillation term from epoch `ipwd_start_epoch` on
 
@@ -28,7 +31,7 @@ import torch.nn.functional as F
 from common.checkpoint import load_checkpoint, restore_training_state, save_checkpoint, training_state
 from common.config import RunConfig, config_to_dict, option, parse_config
 from common.distributed import barrier, cleanup_distributed, distributed_sampler, init_distributed, wrap_ddp
-from common.errors import ConfigError, exit_on_user_error
+from common.errors import ConfigError, DataError, exit_on_user_error
 from common.metrics.accuracy import per_class_recall, topk_correct
 from common.metrics.summary import mean_std
 from common.rundir import Run, check_finite
@@ -38,25 +41,33 @@ from .class_groups import (
     class_mean_weights,
     draw_bar_chart,
     group_table,
+    sample_weights,
     teacher_class_mass,
     teacher_class_ranking,
+    weight_summary,
     write_table,
 )
 from .data import DATASETS, build_datasets, dataset_dir, loader
-from .losses import WEIGHT_FORMULAS, ipwd_loss, kd_objective, pskd_alpha, pskd_ipwd_loss
-from .models import MODELS, TwoHeadStudent, build_model, extract_state_dict, load_teacher
+from .losses import WEIGHT_FORMULAS, WEIGHT_NORMS, ipwd_loss, kd_mean_weight_loss, kd_objective, pskd_alpha, pskd_ipwd_loss
+from .models import MODELS, TEACHER_HINT, TwoHeadStudent, build_model, extract_state_dict, load_teacher
 
 HERE = Path(__file__).resolve().parent
-METHODS = ("vanilla", "kd", "ipwd", "pskd", "pskd_ipwd")
-TWO_HEAD = ("ipwd", "pskd", "pskd_ipwd")  # methods whose student carries the auxiliary CE head
+METHODS = ("vanilla", "kd", "ipwd", "kd_meanw", "pskd", "pskd_ipwd")
+TWO_HEAD = ("ipwd", "kd_meanw", "pskd", "pskd_ipwd")  # methods whose student carries the auxiliary CE head
+DISTILLED = ("kd", "ipwd", "kd_meanw")  # methods with a frozen teacher
 
 
 @dataclasses.dataclass
 class IPWDConfig(RunConfig):
     # data
-    dataset: str = option("cifar100", "cifar100 (pickle batches), imagenet (ImageFolder) or synthetic "
-                          "(generated CIFAR-format data in <out_dir>/data)", choices=DATASETS)
-    data_root: str = option("", "folder holding cifar-100-python/ or imagenet/ (default: $DATA_ROOT, else ./data)")
+    dataset: str = option("cifar100", "cifar100 / cifar10 (pickle batches), imagenet (ImageFolder, 224 crops), "
+                          "imagefolder32 (any ImageFolder tree, resized to 32x32 with the CIFAR recipe's "
+                          "augmentations) or synthetic (generated CIFAR-format data in <out_dir>/data)",
+                          choices=DATASETS)
+    data_root: str = option("", "folder holding cifar-100-python/, cifar-10-batches-py/ or imagenet/; for "
+                            "imagefolder32 the folder holding the split folders (default: $DATA_ROOT, else ./data)")
+    train_split: str = option("train", "training split folder of imagenet / imagefolder32 (CIFAR: fixed files)")
+    test_split: str = option("val", "test split folder of imagenet / imagefolder32 (CIFAR: fixed files)")
     synthetic_classes: int = option(10, "synthetic: number of classes")
     synthetic_train_per_class: int = option(100, "synthetic: training images per class")
     synthetic_test_per_class: int = option(20, "synthetic: test images per class")
@@ -66,8 +77,9 @@ class IPWDConfig(RunConfig):
     method: str = option("ipwd", "training objective", choices=METHODS)
     student: str = option("resnet8x4", "the model trained", choices=tuple(MODELS))
     teacher: str = option("resnet32x4", "teacher architecture (kd, ipwd)", choices=tuple(MODELS))
-    teacher_checkpoint: str = option("", "teacher weights (mdistiller ckpt_epoch_240.pth or one of ours); "
-                                     "empty: train the teacher here for teacher_epochs")
+    teacher_checkpoint: str = option("", "teacher weights (mdistiller ckpt_epoch_240.pth or one of ours); a "
+                                     "relative path is looked up from the working directory, then from the "
+                                     "config file's folder; empty: train the teacher here for teacher_epochs")
     teacher_epochs: int = option(0, "epochs of in-run teacher training when teacher_checkpoint is empty")
     teacher_lr: float = option(0.05, "learning rate of in-run teacher training")
     # optimisation (RepDistiller defaults)
@@ -89,7 +101,9 @@ class IPWDConfig(RunConfig):
                                  choices=WEIGHT_FORMULAS)
     standardize_logits: bool = option(True, "z-score both heads' logits before the propensity estimate")
     weight_detach: bool = option(True, "no gradient through the weights")
-    weight_normalize: bool = option(False, "rescale the weights to batch mean 1")
+    weight_normalize: str = option("none", "none: the inverse propensity as is (mean about 2); batch_mean: "
+                                   "divide by the batch mean, so the KD term keeps KD's scale",
+                                   choices=WEIGHT_NORMS)
     weight_clip: float = option(0.0, "cap the weights at this value (0: no cap)")
     ipwd_start_epoch: int = option(0, "first epoch (0-based) with IPWD weights; before it w = 1")
     pskd_alpha: float = option(0.8, "PS-KD alpha_T (final weight of the previous-epoch predictions)")
@@ -182,6 +196,9 @@ def make_objective(cfg, teacher, memory, epochs, device):
                 return loss + cfg.aux_weight * aux_ce, {**logs, "aux_ce": aux_ce.detach()}
             return ipwd_loss(logits, aux, teacher_logits(x), y, cfg.temperature, cfg.ce_weight, cfg.kd_weight,
                              cfg.aux_weight, **weight_options(cfg))
+        if cfg.method == "kd_meanw":
+            return kd_mean_weight_loss(logits, aux, teacher_logits(x), y, cfg.temperature, cfg.ce_weight,
+                                       cfg.kd_weight, cfg.aux_weight, **weight_options(cfg))
         # pskd / pskd_ipwd; plain PS-KD leaves the auxiliary head untrained (weight 0), so it is exactly PS-KD
         alpha = pskd_alpha(epoch, epochs, cfg.pskd_alpha) if memory.filled else 0.0
         prev = memory.prev(idx, device)
@@ -270,6 +287,32 @@ def fit(cfg, run, dist, device, model, train_set, test_set, ckpt_dir, *, epochs,
     return {"test_top1": final["top1"], "test_top5": final["top5"], "best_top1": max(best_top1, final["top1"])}
 
 
+def resolve_teacher_checkpoint(path, config_dir):
+    """An existing teacher file: `path` as given (absolute, or relative to the working directory), else
+    relative to the config file's folder `config_dir`; otherwise DataError naming every path tried."""
+    p = Path(path).expanduser()
+    tried = [p.resolve()]
+    if p.is_file():
+        return p.resolve()
+    if not p.is_absolute() and config_dir is not None:
+        q = (Path(config_dir) / p).resolve()
+        if q.is_file():
+            return q
+        tried.append(q)
+    raise DataError(tried[0], "teacher checkpoint not found (tried " + ", ".join(map(str, tried)) + ")",
+                    hint=TEACHER_HINT)
+
+
+def config_dir_of(argv):
+    """The folder of the `--config` file `parse_config` reads (it falls back to this package's folder)."""
+    import sys
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--config" not in args or args.index("--config") + 1 >= len(args):
+        return None
+    p = Path(args[args.index("--config") + 1])
+    return (p if p.exists() or p.is_absolute() else HERE / p).resolve().parent
+
+
 def get_teacher(cfg, run, dist, device, train_set, test_set, num_classes, data_dir):
     """The frozen teacher (eval mode, no grad): loaded from teacher_checkpoint, or trained here with CE."""
     if cfg.teacher_checkpoint:
@@ -296,7 +339,7 @@ def get_teacher(cfg, run, dist, device, train_set, test_set, num_classes, data_d
 
 def transfer_gap_table(cfg, run, device, teacher, student, folder, num_classes):
     """Per-teacher-rank-group recall (paper Table 1) of teacher, student (and baseline, gain): md, csv, png."""
-    train_plain, test_set, _ = build_datasets(cfg.dataset, folder, train_augment=False)
+    train_plain, test_set, _ = build_datasets(cfg.dataset, folder, False, cfg.train_split, cfg.test_split)
     train_loader = loader(train_plain, 256, num_workers=cfg.num_workers)
     mass = teacher_class_mass(teacher, train_loader, device)
     ranking = teacher_class_ranking(mass)
@@ -320,9 +363,24 @@ def transfer_gap_table(cfg, run, device, teacher, student, folder, num_classes):
     run.log.info("per-group recall (classes ranked by the teacher's mean probability):\n%s", text)
 
 
+def write_weight_stats(cfg, run, device, student, folder):
+    """`ipwd_weight_stats.json`: mean, std and percentiles of the inverse propensity weight w over the
+    (unaugmented) training set under the trained student, before (`raw`) and after the run's normalisation."""
+    train_plain, _, _ = build_datasets(cfg.dataset, folder, False, cfg.train_split, cfg.test_split)
+    data = loader(train_plain, cfg.batch_size, num_workers=cfg.num_workers)
+    raw, _ = sample_weights(student, data, device, **{**weight_options(cfg), "normalize": "none"})
+    applied, _ = sample_weights(student, data, device, **weight_options(cfg))
+    stats = {"raw": weight_summary(raw), "applied": weight_summary(applied), "weight_normalize": cfg.weight_normalize,
+             "batch_size": cfg.batch_size}
+    (run.dir / "ipwd_weight_stats.json").write_text(json.dumps(stats, indent=2) + "\n")
+    run.log.info("IPWD weight over the training set: %s", json.dumps(stats["raw"]))
+
+
 @exit_on_user_error
 def main(argv=None):
     cfg = parse_config(IPWDConfig, argv, config_dir=HERE, description=__doc__)
+    if cfg.teacher_checkpoint and cfg.method in DISTILLED:  # checked (and made absolute) before the run starts
+        cfg.teacher_checkpoint = str(resolve_teacher_checkpoint(cfg.teacher_checkpoint, config_dir_of(argv)))
     dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     if dist.enabled and cfg.method.startswith("pskd"):
         raise ConfigError("PS-KD keeps per-sample predictions in one process; run it without NPROC>1")
@@ -332,11 +390,11 @@ def main(argv=None):
         dataset_dir(cfg)  # rank 0 generates the synthetic data once, before the other ranks read it
     barrier()
     folder = dataset_dir(cfg)
-    train_set, test_set, num_classes = build_datasets(cfg.dataset, folder)
+    train_set, test_set, num_classes = build_datasets(cfg.dataset, folder, True, cfg.train_split, cfg.test_split)
     run.log.info("%s: %d train / %d test images, %d classes, device %s", folder, len(train_set), len(test_set),
                  num_classes, device)
     teacher, teacher_metrics = None, None
-    if cfg.method in ("kd", "ipwd"):
+    if cfg.method in DISTILLED:
         teacher, teacher_metrics = get_teacher(cfg, run, dist, device, train_set, test_set, num_classes, folder)
     results = []
     for k, seed in enumerate(seeds):
@@ -361,6 +419,8 @@ def main(argv=None):
             result_file.write_text(json.dumps(result, indent=2) + "\n")
             if k == 0 and teacher is not None and cfg.class_groups > 0:
                 transfer_gap_table(cfg, run, device, teacher, student, folder, num_classes)
+            if k == 0 and cfg.method in TWO_HEAD:
+                write_weight_stats(cfg, run, device, student, folder)
         results.append(result)
     if run.is_main:
         if len(seeds) > 1:  # eval.sh and make demo look for checkpoints/{best,last}.pt

@@ -81,7 +81,7 @@ def test_weight_options_clip_normalize_detach():
     assert not propensity_weight(m, h, y).requires_grad
     assert propensity_weight(m, h, y, detach=False).requires_grad
     assert propensity_weight(m, h, y, clip=1.5).max().item() <= 1.5
-    assert propensity_weight(m, h, y, normalize=True).mean().item() == pytest.approx(1.0, rel=1e-5)
+    assert propensity_weight(m, h, y, normalize="batch_mean").mean().item() == pytest.approx(1.0, rel=1e-5)
     assert (propensity_weight(m, h, y) > 1).all()  # 1 / P(machine | x, y) with P < 1
     with pytest.raises(ValueError):
         propensity_weight(m, h, y, formula="nope")

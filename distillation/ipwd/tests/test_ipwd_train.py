@@ -31,6 +31,23 @@ def test_ipwd_student_beats_chance_by_a_wide_margin(smoke_run):
     assert metrics["teacher_top1"] >= 0.6, metrics
 
 
+def test_control_plain_kd_on_the_same_data(smoke_run, tmp_path):
+    """Issue 19's control: plain KD from the smoke run's own teacher on the same generated data and schedule.
+
+    Measured (README, smoke section): IPWD 1.000 and KD 1.000 top-1, seed noise 0 over seeds 0-2 on this easy
+    data, so the smoke run cannot show IPWD's gain; per issue 19 item 2 both are held to "beats chance" only.
+    """
+    ipwd_train.main(["--config", "configs/smoke.yaml", "--out_dir", str(tmp_path), "--progress", "false",
+                     "--method", "kd", "--teacher_checkpoint", str(smoke_run / "checkpoints" / "teacher" / "last.pt"),
+                     "--dataset", "cifar100", "--data_root", str(smoke_run / "data" / "synthetic-cifar"),
+                     "--class_groups", "0"])
+    kd = json.loads((tmp_path / "metrics.json").read_text())
+    ipwd = json.loads((smoke_run / "metrics.json").read_text())
+    print(f"smoke top-1: ipwd {ipwd['test_top1']:.3f}, kd control {kd['test_top1']:.3f}")
+    assert kd["test_top1"] >= 0.6 and ipwd["test_top1"] >= 0.6   # chance is 0.1
+    assert kd["teacher_top1"] == pytest.approx(ipwd["teacher_top1"])  # the same teacher on the same test images
+
+
 def test_eval_reads_the_generated_data_from_the_checkpoint(smoke_run, tmp_path):
     ipwd_eval.main(["--checkpoint", str(smoke_run / "checkpoints" / "last.pt"), "--out_dir", str(tmp_path),
                     "--progress", "false"])

@@ -3,9 +3,10 @@ from torch import nn
 
 
 class ZooClassifier(nn.Module):
-    """`forward_features` (B, 3, H, W) -> (B, num_features), then the linear classifier `head`.
+    """`forward_feature_map` (B, 3, H, W) -> last-stage map (B, num_features, h, w) (the feature ICKD matches),
+    `forward_features` -> its spatial mean (B, num_features), then the linear classifier `head`.
 
-    Subclasses define `forward_features` and name their classifier attribute in `head_name`: the name differs
+    Subclasses define `forward_feature_map` and name their classifier attribute in `head_name`: the name differs
     between networks (fc, linear, classifier) because it is part of the published checkpoints' state-dict keys.
     """
 
@@ -17,3 +18,6 @@ class ZooClassifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.forward_features(x))
+
+    def forward_features(self, x):
+        return self.forward_feature_map(x).mean(dim=(2, 3))   # = global average pooling

@@ -12,11 +12,14 @@ class ImageNetResNet(tv_resnet.ResNet):
     def num_features(self):
         return self.fc.in_features
 
+    def forward_feature_map(self, x):
+        """(B, 3, 224, 224) -> layer4 output (B, 512 or 2048, 7, 7)."""
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
     def forward_features(self, x):
         """(B, 3, 224, 224) -> (B, 512 or 2048)."""
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.avgpool(x).flatten(1)
+        return self.avgpool(self.forward_feature_map(x)).flatten(1)
 
 
 def resnet18(num_classes=1000):

@@ -60,10 +60,10 @@ class WideResNet(ZooClassifier):
             elif isinstance(m, nn.Linear):
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x):
-        """(B, 3, 32, 32) -> (B, 64k)."""
+    def forward_feature_map(self, x):
+        """(B, 3, 32, 32) -> (B, 64k, 8, 8)."""
         x = self.block3(self.block2(self.block1(self.conv1(x))))  # (B, 64k, 8, 8)
-        return torch.relu(self.bn1(x)).mean(dim=(2, 3))
+        return torch.relu(self.bn1(x))
 
 
 def wrn_16_2(num_classes=100):

@@ -61,10 +61,9 @@ class ShuffleNetV1(ZooClassifier):
         self.linear = nn.Linear(cin, num_classes)
         self.num_features = cin
 
-    def forward_features(self, x):
+    def forward_feature_map(self, x):
         x = F.relu(self.bn1(self.conv1(x)))               # (B, 24, 32, 32)
-        x = self.layer3(self.layer2(self.layer1(x)))      # (B, 960, 4, 4)
-        return x.mean(dim=(2, 3))
+        return self.layer3(self.layer2(self.layer1(x)))   # (B, 960, 4, 4)
 
 
 class ShuffleV2Block(nn.Module):
@@ -129,10 +128,10 @@ class ShuffleNetV2(ZooClassifier):
         self.linear = nn.Linear(head_channels, num_classes)
         self.num_features = head_channels
 
-    def forward_features(self, x):
+    def forward_feature_map(self, x):
         x = F.relu(self.bn1(self.conv1(x)))               # (B, 24, 32, 32)
         x = self.layer3(self.layer2(self.layer1(x)))      # (B, 464, 4, 4)
-        return F.relu(self.bn2(self.conv2(x))).mean(dim=(2, 3))
+        return F.relu(self.bn2(self.conv2(x)))            # (B, 1024, 4, 4)
 
 
 def shufflenetv1(num_classes=100):

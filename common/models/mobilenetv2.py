@@ -60,12 +60,12 @@ class MobileNetV2(ZooClassifier):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x):
-        """(B, 3, 32, 32) -> (B, 1280); the stem and three stride-2 stages leave 2x2 maps."""
+    def forward_feature_map(self, x):
+        """(B, 3, 32, 32) -> (B, 1280, 2, 2); the stem and three stride-2 stages leave 2x2 maps."""
         x = self.conv1(x)
         for block in self.blocks:
             x = block(x)
-        return self.conv2(x).mean(dim=(2, 3))
+        return self.conv2(x)
 
 
 def mobilenetv2(num_classes=100):

@@ -58,11 +58,10 @@ class CifarResNet(ZooClassifier):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward_features(self, x):
-        """(B, 3, 32, 32) -> pooled features (B, widths[3])."""
+    def forward_feature_map(self, x):
+        """(B, 3, 32, 32) -> last-stage feature map (B, widths[3], 8, 8)."""
         x = torch.relu(self.bn1(self.conv1(x)))   # (B, w0, 32, 32)
-        x = self.layer3(self.layer2(self.layer1(x)))  # (B, w3, 8, 8)
-        return x.mean(dim=(2, 3))  # = AvgPool2d(8) at 32x32 input
+        return self.layer3(self.layer2(self.layer1(x)))  # (B, w3, 8, 8)
 
 
 def resnet8(num_classes=100):

@@ -54,11 +54,10 @@ class CifarResNet50(ZooClassifier):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
-    def forward_features(self, x):
-        """(B, 3, 32, 32) -> (B, 2048)."""
+    def forward_feature_map(self, x):
+        """(B, 3, 32, 32) -> (B, 2048, 4, 4)."""
         x = torch.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))   # (B, 2048, 4, 4)
-        return x.mean(dim=(2, 3))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))   # (B, 2048, 4, 4)
 
 
 def resnet50(num_classes=100):

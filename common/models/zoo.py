@@ -1,13 +1,13 @@
-"""The teacher/student zoo of the KD literature, a two-head student for IPWD, and a teacher-checkpoint loader.
+"""The teacher/student zoo of the KD literature and its teacher-checkpoint loader (shared by ipwd and ickd,
+which load the same published teachers into the same architectures).
 
 The ImageNet models are torchvision's ResNet-18/34/50 and OFD's / mdistiller's MobileNet (v1).
 CIFAR models follow RepDistiller (CRD, ICLR 2020) / mdistiller (DKD, CVPR 2022) architecturally and by
 parameter name, so the CIFAR-100 teachers of mdistiller's `cifar_teachers.tar` release load unchanged.
-Every model has `forward(x) -> logits`, `forward_features(x) -> (B, D)`, `head` (its last linear layer) and
-`num_features` (D).
+Every model has `forward(x) -> logits`, `forward_feature_map(x) -> (B, D, h, w)` (the last-stage map before
+pooling), `forward_features(x) -> (B, D)`, `head` (its last linear layer) and `num_features` (D).
 """
 import torch
-from torch import nn
 
 from common.checkpoint import load_checkpoint
 from common.errors import DataError
@@ -47,27 +47,6 @@ def build_model(name, num_classes):
     return MODELS[name](num_classes=num_classes)
 
 
-class TwoHeadStudent(nn.Module):
-    """A zoo backbone with its own classifier (the deployed head) plus an auxiliary linear head.
-
-    IPWD (Niu et al., NeurIPS 2022, Sec. 4) estimates each sample's propensity of belonging to the machine
-    domain by comparing two heads on the *shared* student backbone: the main head, trained with the
-    distillation objective (machine domain), and the auxiliary head, trained with cross-entropy on the
-    ground truth only (human domain). The auxiliary head costs one C x D linear layer and is not used at test.
-    State-dict keys are `backbone.*` and `aux_head.*`.
-    """
-
-    def __init__(self, backbone, num_classes):
-        super().__init__()
-        self.backbone = backbone
-        self.aux_head = nn.Linear(backbone.num_features, num_classes)
-
-    def forward(self, x):
-        """(B, 3, H, W) -> (main logits (B, C), auxiliary logits (B, C))."""
-        feats = self.backbone.forward_features(x)   # (B, D)
-        return self.backbone.head(feats), self.aux_head(feats)
-
-
 def extract_state_dict(obj):
     """The model weights inside a checkpoint object.
 
@@ -104,5 +83,5 @@ def load_teacher(name, path, num_classes):
     return model
 
 
-__all__ = ["ALIASES", "CIFAR_MODELS", "IMAGENET_MODELS", "MODELS", "TwoHeadStudent", "build_model",
+__all__ = ["ALIASES", "CIFAR_MODELS", "IMAGENET_MODELS", "MODELS", "TEACHER_HINT", "build_model",
            "extract_state_dict", "load_teacher"]

@@ -52,6 +52,10 @@ class MobileNetV1(ZooClassifier):
     def num_features(self):
         return self.fc.in_features
 
+    def forward_feature_map(self, x):
+        """(B, 3, H, W) -> (B, 1024, H/32, W/32)."""
+        return self.model(x)
+
     def forward_features(self, x):
         """(B, 3, H, W) -> (B, 1024)."""
         return self.pool(self.model(x)).flatten(1)

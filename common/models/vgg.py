@@ -43,8 +43,8 @@ class VGG(ZooClassifier):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
-    def forward_features(self, x):
-        """(B, 3, H, W) -> (B, 512); at 32x32 the last two blocks run at 4x4."""
+    def forward_feature_map(self, x):
+        """(B, 3, H, W) -> (B, 512, h, w); at 32x32 the last two blocks run at 4x4."""
         h = x.shape[2]
         x = self.pool(torch.relu(self.block0(x)))      # (B, 64, H/2, W/2)
         x = self.pool(torch.relu(self.block1(x)))      # (B, 128, H/4, W/4)
@@ -52,8 +52,7 @@ class VGG(ZooClassifier):
         x = torch.relu(self.block3(x))
         if h == 64:  # reference code pools here only for 64x64 inputs (Tiny-ImageNet)
             x = self.pool(x)
-        x = torch.relu(self.block4(x))                 # (B, 512, h, w)
-        return x.mean(dim=(2, 3))
+        return torch.relu(self.block4(x))              # (B, 512, h, w)
 
 
 def vgg8(num_classes=100):
