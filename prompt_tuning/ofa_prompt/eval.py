@@ -32,6 +32,8 @@ def main(argv=None):
     cfg = parse_config(EvalConfig, argv, config_dir=HERE, description=__doc__)
     if not cfg.checkpoint:
         raise ConfigError("--checkpoint is required: a training run's checkpoints/best.pt")
+    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
+    run = Run(cfg, "ofa_prompt_eval", dist)             # refuses a training run's directory before reading anything
     ckpt = load_checkpoint(cfg.checkpoint)
     if "init_checkpoint" not in ckpt or "config" not in ckpt:
         raise DataError(cfg.checkpoint, "expected an ofa_prompt training checkpoint (init_checkpoint, config)")
@@ -40,8 +42,6 @@ def main(argv=None):
         train_cfg.data_root = cfg.data_root
     if ckpt["init_checkpoint"]:
         train_cfg.init_checkpoint = ckpt["init_checkpoint"]
-    dist, device = init_distributed(cfg.device, cfg.cpu_threads)
-    run = Run(cfg, "ofa_prompt_eval", dist)
     folder = task_folder(train_cfg)
     task = reader_task(train_cfg)
     model, tok, _ = build(train_cfg, folder)

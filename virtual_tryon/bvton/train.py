@@ -196,8 +196,8 @@ def load_earlier_stages(model, cfg, run, stage):
     prev = STAGES[STAGES.index(stage) - 1]
     path = Path(cfg.init_checkpoint) if cfg.init_checkpoint else run.ckpt_dir / f"{prev}.pt"
     if not path.is_file():
-        raise ConfigError(f"stage {stage} needs the trained {prev} stage: {path} not found (run --stage {prev} "
-                          f"with the same --out_dir first, or pass --init_checkpoint)")
+        raise ConfigError(f"stage {stage} needs the trained {prev} stage: {path} not found (train --stage {prev} "
+                          f"first, then pass --init_checkpoint <that run>/checkpoints/{prev}.pt)")
     ckpt = load_checkpoint(path)
     model.load_state_dict(ckpt["model"])
     return ckpt.get("history", {})

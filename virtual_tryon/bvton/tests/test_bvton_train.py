@@ -103,21 +103,24 @@ def test_two_process_ddp_equals_one_process(tmp_path):
 
 
 def test_stages_chain_through_their_checkpoints(tmp_path, capsys):
-    args = ["--config", "configs/smoke.yaml", *TINY, "--out_dir", str(tmp_path / "run"), "--epochs_flow", "1",
-            "--epochs_mask", "1", "--epochs_synth", "1"]
+    """Each stage is its own run directory; a later stage starts from the previous run's checkpoint."""
+    args = ["--config", "configs/smoke.yaml", *TINY, "--epochs_flow", "1", "--epochs_mask", "1", "--epochs_synth", "1"]
     with pytest.raises(SystemExit) as err:
-        train_main(args + ["--stage", "mask"])
+        train_main(args + ["--stage", "mask", "--out_dir", str(tmp_path / "mask")])
     assert err.value.code == 2 and "flow.pt not found" in capsys.readouterr().err
+    prev = None
     for stage in ("flow", "mask", "synth"):
-        train_main(args + ["--stage", stage])
-        assert (tmp_path / "run" / "checkpoints" / f"{stage}.pt").exists()
-    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+        init = [] if prev is None else ["--init_checkpoint", str(tmp_path / prev / "checkpoints" / f"{prev}.pt")]
+        train_main(args + ["--stage", stage, "--out_dir", str(tmp_path / stage), *init])
+        assert (tmp_path / stage / "checkpoints" / f"{stage}.pt").exists()
+        prev = stage
+    metrics = json.loads((tmp_path / "synth" / "metrics.json").read_text())
     assert "synth_loss_first_epoch" in metrics and "test_ssim" in metrics
     # the synth stage kept the flow weights of the flow stage
-    flow = load_checkpoint(tmp_path / "run" / "checkpoints" / "flow.pt")["model"]
-    final = weights(tmp_path / "run")
+    flow = load_checkpoint(tmp_path / "flow" / "checkpoints" / "flow.pt")["model"]
+    final = weights(tmp_path / "synth")
     assert all(torch.equal(flow[k], final[k]) for k in flow if k.startswith("canonicalizer."))
-    proc = sh("eval.sh", "--checkpoint", tmp_path / "run" / "checkpoints" / "flow.pt", "--out_dir",
+    proc = sh("eval.sh", "--checkpoint", tmp_path / "flow" / "checkpoints" / "flow.pt", "--out_dir",
               tmp_path / "eval", check=False)
     assert proc.returncode == 2 and "synth stage" in proc.stderr
 
