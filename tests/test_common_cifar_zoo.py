@@ -71,3 +71,19 @@ def test_imagenet_models_and_helpers():
     state = {"module.fc.weight": torch.ones(1), "module.backbone.conv1.weight": torch.zeros(1),
              "aux_head.weight": torch.ones(1)}
     assert set(extract_state_dict({"model": state})) == {"fc.weight", "conv1.weight"}
+
+
+def test_each_builder_function_called_directly():
+    """The builder functions themselves (not only through build_model) make the counted networks."""
+    import torchvision
+
+    from common.models import cifar_resnet, cifar_resnet50, imagenet, mobilenetv2, shufflenet, vgg, wrn
+
+    builders = [cifar_resnet.resnet8, cifar_resnet.resnet14, cifar_resnet.resnet20, cifar_resnet.resnet32,
+                cifar_resnet.resnet44, cifar_resnet.resnet56, cifar_resnet.resnet110, cifar_resnet.resnet8x4,
+                cifar_resnet.resnet32x4, cifar_resnet50.resnet50, mobilenetv2.mobilenetv2, shufflenet.shufflenetv1,
+                shufflenet.shufflenetv2, vgg.vgg8, vgg.vgg13, wrn.wrn_16_2, wrn.wrn_40_1, wrn.wrn_40_2]
+    for build in builders:
+        assert sum(p.numel() for p in build(num_classes=100).parameters()) == PARAMS[build.__name__], build
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(imagenet.resnet50(num_classes=1000)) == count(torchvision.models.resnet50(num_classes=1000))
