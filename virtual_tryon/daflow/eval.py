@@ -21,6 +21,7 @@ from common.data.tryon import DRESSCODE_CATEGORIES, LAYOUTS
 from common.distributed import init_distributed
 from common.errors import ConfigError, exit_on_user_error
 from common.metrics.tryon import load_inception
+from common.ops.flow_warp import BACKENDS
 from common.rundir import Run
 
 from .checkpoint import load_official_checkpoint
@@ -36,6 +37,9 @@ class EvalConfig(RunConfig):
     layout: str = option("daflow", "layout of --data_root with --official_checkpoint", choices=LAYOUTS)
     category: str = option("auto", "layout dresscode with --official_checkpoint: garment category (auto: the "
                            "folder's name)", choices=("auto",) + DRESSCODE_CATEGORIES)
+    official_warp_backend: str = option("reference", "DAWarp for --official_checkpoint: reference = grid_sample as "
+                                        "the official sdafnet.py (default); deform_conv saves memory on CUDA",
+                                        choices=BACKENDS)
     height: int = option(256, "image height with --official_checkpoint")
     width: int = option(192, "image width with --official_checkpoint")
     data_root: str = option("", "dataset folder (default: the one recorded in the checkpoint)")
@@ -68,8 +72,7 @@ def main(argv=None):
     _, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "daflow_eval")
     if cfg.official_checkpoint:
-        model = load_official_checkpoint(cfg.official_checkpoint, "deform_conv" if device.type == "cuda"
-                                         else "reference").to(device)
+        model = load_official_checkpoint(cfg.official_checkpoint, cfg.official_warp_backend).to(device)
         train_cfg = TrainConfig(dataset=Path(cfg.data_root).name, layout=cfg.layout, category=cfg.category,
                                 height=cfg.height, width=cfg.width)
         root = Path(cfg.data_root)

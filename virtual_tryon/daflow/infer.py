@@ -46,8 +46,8 @@ def load_any_checkpoint(path, device, official_size=(256, 192)):
     if isinstance(ckpt, dict) and "config" in ckpt and "model" in ckpt:
         model, cfg = load_model(ckpt, device)
         return model, (cfg.height, cfg.width)
-    backend = "deform_conv" if torch.device(device).type == "cuda" else "reference"
-    return load_official_checkpoint(path, backend).to(device), tuple(official_size)
+    # the official grid_sample warp, on every device (see the README: the backend choice for official weights)
+    return load_official_checkpoint(path, "reference").to(device), tuple(official_size)
 
 
 @exit_on_user_error

@@ -42,3 +42,20 @@ def test_eval_runs_the_unpaired_list_alone(tmp_path):
     assert sorted(p.name for p in (tmp_path / "eval" / "unpaired" / "tryon").iterdir()) == \
         ["00001_00__00000_00.png", "00002_00__00000_00.png"]
     assert not (tmp_path / "eval" / "tryon").exists()
+
+
+def test_official_weights_run_with_the_official_grid_sample_warp_on_every_device(tmp_path, monkeypatch):
+    """eval.sh --official_checkpoint and infer.py use the reference (grid_sample) DAWarp of the official sdafnet.py
+    by default, also on CUDA; deform_conv stays available (--official_warp_backend)."""
+    import daflow.infer as infer
+
+    from common.config import parse_config
+    from daflow.eval import EvalConfig
+    assert parse_config(EvalConfig, []).official_warp_backend == "reference"
+    assert parse_config(EvalConfig, ["--official_warp_backend", "deform_conv"]).official_warp_backend == "deform_conv"
+    seen = []
+    monkeypatch.setattr(infer, "load_official_checkpoint", lambda path, backend: seen.append(backend) or
+                        torch.nn.Identity())
+    torch.save({"dafnet.x": torch.zeros(1)}, tmp_path / "ckpt_viton.pt")
+    infer.load_any_checkpoint(tmp_path / "ckpt_viton.pt", "cuda")  # no CUDA needed: the loader is replaced
+    assert seen == ["reference"]
