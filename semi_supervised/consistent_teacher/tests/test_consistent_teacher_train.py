@@ -308,7 +308,8 @@ def test_evaluation_keeps_boxes_unclipped_by_default(tmp_path):
     results, _ = run_detector(_FixedDetector(), val, torch.device("cpu"), cfg)
     x, y, w, h = results[0]["bbox"]
     assert (x, y, x + w, y + h) == pytest.approx((113.0, 81.0, 138.0, 106.0))  # (view box) / 2, past 128 x 96
-    clipped, _ = run_detector(_FixedDetector(), val, torch.device("cpu"), dataclasses.replace(cfg, clip_test_boxes=True))
+    clip_cfg = dataclasses.replace(cfg, clip_test_boxes=True)
+    clipped, _ = run_detector(_FixedDetector(), val, torch.device("cpu"), clip_cfg)
     x, y, w, h = clipped[0]["bbox"]
     assert (x + w, y + h) == pytest.approx((128.0, 96.0))
 

@@ -48,9 +48,9 @@ def test_official_weights_run_with_the_official_grid_sample_warp_on_every_device
     """eval.sh --official_checkpoint and infer.py use the reference (grid_sample) DAWarp of the official sdafnet.py
     by default, also on CUDA; deform_conv stays available (--official_warp_backend)."""
     import daflow.infer as infer
+    from daflow.eval import EvalConfig
 
     from common.config import parse_config
-    from daflow.eval import EvalConfig
     assert parse_config(EvalConfig, []).official_warp_backend == "reference"
     assert parse_config(EvalConfig, ["--official_warp_backend", "deform_conv"]).official_warp_backend == "deform_conv"
     seen = []

@@ -75,7 +75,8 @@ def dump_keys(root, out):
                        "RetinaNet(ResNet-50, FPN, FAM3DHead)), .state_dict() names and shapes in order; with mmdet "
                        f"2.28.2 (PyPI wheel) and mmcv 1.7.2 (open-mmlab/mmcv tag v1.7.2, {MMCV_COMMIT}) Python sources"
                        " on CPU; stubbed: mmcv._ext (compiled ops, never called), yapf, six, terminaltables, "
-                       "pycocotools, matplotlib, prettytable (imports only). Script: tests/data/dump_official_keys.py keys",
+                       "pycocotools, matplotlib, prettytable (imports only). "
+                       "Script: tests/data/dump_official_keys.py keys",
             "num_classes": 80}
     write_json(out, head, "keys", keys)
     print(len(keys), "keys ->", out)
@@ -117,8 +118,9 @@ def dump_asa(root, out):
         rows_loss.append({"seed": seed, "checksum": float(logits.sum() + boxes.sum()),
                           "images": [run(probs[b], priors, boxes[b], gts[b], labels[b]) for b in range(len(gts))]})
     head = {"source": f"Adamdad/ConsistentTeacher at commit {CT_COMMIT}, ssod/core/bbox/assigners/dynamic_assigner.py",
-            "made_by": "DynamicSoftLabelAssigner(topk=13, iou_factor=2.0).assign(pred_scores, decoded_bboxes, priors, "
-                       "gt_bboxes, None, gt_labels) of the official class (mmdet 2.28.2, mmcv 1.7.2 sources, CPU) on the "
+            "made_by": "DynamicSoftLabelAssigner(topk=13, iou_factor=2.0).assign(pred_scores, decoded_bboxes, "
+                       "priors, gt_bboxes, None, gt_labels) of the official class (mmdet 2.28.2, mmcv 1.7.2 sources, "
+                       "CPU) on the "
                        "inputs built by the test files' random_image_inputs / loss_inputs; assigned_gt_inds: 0 = "
                        "background, i + 1 = GT i; max_overlaps: -1 marks the official -INF of unassigned priors. "
                        "Script: tests/data/dump_official_keys.py asa"}
