@@ -421,9 +421,13 @@ class TryOnDataset(torch.utils.data.Dataset):
         if self.layout == "cpvton":
             return dict(person=d / "image" / person, cloth=d / "cloth" / cloth,
                         parse=d / "image-parse-new" / f"{stem}.png", keypoints=d / "pose" / f"{stem}_keypoints.json")
+        # VITON-HD folder names: zalando-hd-resized (image-parse-v3, openpose_json) or the original release
+        # (image-parse, openpose-json); the first that exists is read.
+        parse_dir = next((d / n for n in ("image-parse-v3", "image-parse") if (d / n).is_dir()), d / "image-parse-v3")
+        pose_dir = next((d / n for n in ("openpose_json", "openpose-json") if (d / n).is_dir()), d / "openpose_json")
         return dict(person=d / "image" / person, cloth=d / "cloth" / cloth,
-                    parse=d / "image-parse-v3" / f"{stem}.png",
-                    keypoints=d / "openpose_json" / f"{stem}_keypoints.json")
+                    parse=parse_dir / f"{stem}.png",
+                    keypoints=pose_dir / f"{stem}_keypoints.json")
 
     def load_arrays(self, index):
         """uint8 arrays (H, W, 3) of cloth, person, agnostic, pose for one pair (no flip)."""
@@ -489,10 +493,10 @@ def _person_keypoints(h, w, rng):
     return kps
 
 
-def _garment_texture(h, w, rng):
+def _garment_texture(h, w, rng, period_range=(5, 12)):
     """A garment pattern: a random base colour with stripes of a second colour (period and angle random)."""
     base, stripe = rng.integers(30, 226, size=(2, 3))
-    period = rng.uniform(5, 12) * w / 48
+    period = rng.uniform(*period_range) * w / 48
     angle = rng.uniform(0, np.pi)
     yy, xx = np.mgrid[0:h, 0:w]
     phase = (xx * np.cos(angle) + yy * np.sin(angle)) / period
@@ -500,14 +504,22 @@ def _garment_texture(h, w, rng):
     return np.where(mask, stripe, base).astype(np.uint8)
 
 
-def write_synthetic_tryon(root, num_train=16, num_test=8, height=64, width=48, seed=0):
+def write_synthetic_tryon(root, num_train=16, num_test=8, height=64, width=48, seed=0,
+                          garment_box=(0.2, 0.8, 0.15, 0.85), stripe_period=(12, 20)):
     """Write a small learnable try-on dataset in the VITON-HD layout (BODY_25 JSON, palette parse PNGs).
 
-    Each person: grey background, skin-coloured head/arms/neck, dark trousers, and an upper garment whose
-    pixels are the garment image's pattern, shifted/scaled by the torso box (a planted, learnable relation
-    between cloth and person). Files: <root>/{train,test}/{image, cloth, cloth-mask, image-parse-v3,
-    openpose_json}, <root>/{train,test}_pairs.txt (test pairs unpaired: person i with cloth i+1).
-    Returns root.
+    Each person: grey background, skin-coloured head/arms/neck, dark trousers, and an upper garment. Files:
+    <root>/{train,test}/{image, cloth, cloth-mask, image-parse-v3, openpose_json}, <root>/{train,test}_pairs.txt
+    (test pairs unpaired: person i with cloth i+1). Returns root.
+
+    Planted signal (what a try-on model must learn, and what a trivial output cannot fake): every garment has its
+    own random colours and stripes (angle random, period `stripe_period` px at width 48, scaled with the width), so
+    no constant image matches the garment region; the garment image shows the pattern on a flat box at
+    `garment_box` = (x0, x1, y0, y1) fractions of the image, and the person wears the same pattern resampled from
+    that box onto the torso's bounding box (about x 0.3-0.7, y 0.27-0.6). With the default box this is a large
+    deformation: the pattern is squeezed ~2.3x vertically and ~1.5x horizontally and the garment's lower edge moves
+    by ~0.27 H, so the garment pasted without warping does not match either. Wider boxes make the deformation
+    larger still (the smoke run's 100 CPU steps then train unreliably: 1 of 3 seeds collapsed, 2026-12-03).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -535,7 +547,7 @@ def write_synthetic_tryon(root, num_train=16, num_test=8, height=64, width=48, s
             cv2.ellipse(parse, (pint(0)[0], pint(0)[1] - w // 16), hair_axes, 0, 180, 360, 2, -1)
             torso = np.array([pint(2), pint(5), (pint(11)[0] + 1, pint(11)[1] + 2), (pint(8)[0] - 1, pint(8)[1] + 2)])
             cv2.fillConvexPoly(parse, torso, 5)
-            texture = _garment_texture(h, w, rng)
+            texture = _garment_texture(h, w, rng, stripe_period)
             person = np.full((h, w, 3), 200, np.uint8)
             skin = rng.integers(150, 230, size=3)
             for lab, colour in ((13, skin), (14, skin), (15, skin), (2, (40, 30, 20)), (9, (50, 50, 90))):
@@ -544,7 +556,8 @@ def write_synthetic_tryon(root, num_train=16, num_test=8, height=64, width=48, s
             # same texture, resampled from the torso's bounding box onto the cloth's box.
             cloth = np.full((h, w, 3), 255, np.uint8)
             cmask = np.zeros((h, w), np.uint8)
-            x0, x1, y0, y1 = int(0.2 * w), int(0.8 * w), int(0.15 * h), int(0.85 * h)
+            x0, x1, y0, y1 = (int(garment_box[0] * w), int(garment_box[1] * w), int(garment_box[2] * h),
+                              int(garment_box[3] * h))
             cmask[y0:y1, x0:x1] = 255
             cloth[cmask > 0] = texture[cmask > 0]
             ys, xs = np.nonzero(parse == 5)

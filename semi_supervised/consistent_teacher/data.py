@@ -19,6 +19,9 @@ Batching (official `SemiBalanceSampler(sample_ratio=[1, 4])`): every rank takes 
 rank r's whole batch of iteration `it` from a seeded permutation per pass over each set, so a resumed run sees
 exactly the batches (and augmentations: the nonce is the sample's global position) of an uninterrupted one.
 The official sampler also groups images by aspect ratio to save padding; we do not (same images, more padding).
+Training views are padded to a multiple of 32 before normalisation (`train_pad: before_normalize`, official); the
+rest of a batch's padding, and the test views' padding, is 0 after normalisation, as mmcv's collate and the official
+test pipeline.
 """
 import os
 from pathlib import Path
@@ -113,33 +116,54 @@ def _semi_split(ann_file, cfg, out_dir, rank):
     return dict(labeled=labeled, unlabeled=unlabeled)
 
 
+def pad_before_normalize(view, size_divisor=32):
+    """Pad a raw uint8 view at the bottom / right with black to a multiple of `size_divisor`, before normalisation,
+    as the official training pipelines do (`dict(type="Pad", size_divisor=32)` ahead of `Normalize` in
+    `configs/consistent-teacher/*.py`): the padded pixels become (0 - mean) / std, not 0. img_shape, boxes and the
+    matrix are unchanged (mmdet's img_shape is the unpadded size, pad_shape the padded one)."""
+    h, w = view["image"].shape[:2]
+    ph, pw = -(-h // size_divisor) * size_divisor, -(-w // size_divisor) * size_divisor
+    if (ph, pw) == (h, w):
+        return view
+    out = dict(view)
+    out["image"] = np.pad(view["image"], ((0, ph - h), (0, pw - w), (0, 0)))
+    return out
+
+
 class TwoViews:
     """Unlabelled sample -> {"weak": teacher view, "strong": student view}; each view draws its own resize and
-    flip from the same per-sample generator (official `MultiBranch`; the strong view goes to the student)."""
+    flip from the same per-sample generator (official `MultiBranch`; the strong view goes to the student). Both
+    are padded before normalisation (official pipelines) unless pad_first is False."""
 
-    def __init__(self, short_range, max_long):
+    def __init__(self, short_range, max_long, pad_first=True):
         self.weak = weak_pipeline(short_range, max_long)
         self.strong = strong_pipeline(short_range, max_long)
+        self.pad = pad_before_normalize if pad_first else (lambda view: view)
 
     def __call__(self, sample, rng):
-        return {"weak": to_tensor_view(self.weak(sample, rng)), "strong": to_tensor_view(self.strong(sample, rng))}
+        return {"weak": to_tensor_view(self.pad(self.weak(sample, rng))),
+                "strong": to_tensor_view(self.pad(self.strong(sample, rng)))}
 
 
 class Tensorize:
-    """Wrap a pipeline so the dataset returns tensors (normalised image, boxes, labels, matrix)."""
+    """Wrap a pipeline so the dataset returns tensors (normalised image, boxes, labels, matrix); with pad_first the
+    raw view is padded to a multiple of 32 before normalisation (the official training pipelines)."""
 
-    def __init__(self, pipeline):
+    def __init__(self, pipeline, pad_first=False):
         self.pipeline = pipeline
+        self.pad_first = pad_first
 
     def __call__(self, sample, rng):
-        return to_tensor_view(self.pipeline(sample, rng))
+        view = self.pipeline(sample, rng)
+        return to_tensor_view(pad_before_normalize(view) if self.pad_first else view)
 
 
 def build_train_sets(files, cfg):
     short_range = tuple(cfg.train_short_range)
-    labeled = CocoDetection(*files["labeled"], transform=Tensorize(labeled_pipeline(short_range, cfg.max_long)),
-                            filter_empty=True, seed=cfg.seed)
-    unlabeled = CocoDetection(*files["unlabeled"], transform=TwoViews(short_range, cfg.max_long),
+    pad_first = cfg.train_pad == "before_normalize"
+    labeled = CocoDetection(*files["labeled"], transform=Tensorize(labeled_pipeline(short_range, cfg.max_long),
+                                                                   pad_first), filter_empty=True, seed=cfg.seed)
+    unlabeled = CocoDetection(*files["unlabeled"], transform=TwoViews(short_range, cfg.max_long, pad_first),
                               filter_empty=False, seed=cfg.seed)
     if len(labeled) == 0:
         raise DataError(files["labeled"][0], "at least one labelled image with boxes")

@@ -35,6 +35,7 @@ class EvalConfig(RunConfig):
     batch_size: int = option(2, "images per batch")
     num_workers: int = option(2, "data loader workers")
     vis_images: int = option(8, "images drawn into detections.png")
+    clip_test_boxes: bool = option(False, "clip detections to the image (official: unclipped)")
     test_short: int = option(0, "test short side (0: the run's; 800 for an official checkpoint, use 600 for VOC)")
     max_long: int = option(0, "test long side cap (0: the run's; 1333 for an official checkpoint, 1000 for VOC)")
 
@@ -66,7 +67,7 @@ def main(argv=None):
     if len(val_set.class_names) != num_classes or (class_names and val_set.class_names != class_names):
         raise ConfigError(f"{files['val'][0]} has classes {val_set.class_names}, the checkpoint was trained on "
                           f"{class_names or str(num_classes) + ' classes'}")
-    eval_cfg = dataclasses.replace(train_cfg, vis_images=cfg.vis_images)
+    eval_cfg = dataclasses.replace(train_cfg, vis_images=cfg.vis_images, clip_test_boxes=cfg.clip_test_boxes)
     metrics = evaluate(model, val_set, device, eval_cfg, run.dir, batch_size=cfg.batch_size,
                        num_workers=cfg.num_workers, amp=cfg.amp, progress=run.progress)
     run.write_metrics(metrics)

@@ -16,10 +16,24 @@ MEAN = np.array(IMAGENET_MEAN_255, dtype=np.float32)
 STD = np.array(IMAGENET_STD_255, dtype=np.float32)
 
 
+def map_boxes_unclipped(boxes, matrix):
+    """(K, 4) x1y1x2y2 boxes through a (3, 3) matrix by their 4 corners (min / max), NOT clipped to any image: the
+    official test path (mmdet `bbox_mapping_back` / `bboxes / scale_factor`) leaves boxes that reach past the image
+    edge as they are."""
+    if boxes.shape[0] == 0:
+        return boxes
+    x1, y1, x2, y2 = boxes.unbind(1)
+    corners = torch.stack([torch.stack(c, -1) for c in ((x1, y1), (x2, y1), (x2, y2), (x1, y2))], 1)  # (K, 4, 2)
+    pts = torch.cat([corners, torch.ones_like(corners[..., :1])], -1) @ matrix.to(boxes).T
+    pts = pts[..., :2] / pts[..., 2:3]
+    return torch.cat([pts.min(1).values, pts.max(1).values], 1)
+
+
 @torch.no_grad()
 def run_detector(model, dataset, device, cfg, batch_size=2, num_workers=0, amp=False, progress=None):
     """Detections of `model` on every image of `dataset`, in ORIGINAL image pixels, as COCO result entries.
 
+    Boxes are not clipped to the image (official), unless `cfg.clip_test_boxes`.
     Returns (COCO results list, list of (view dict, detections in view pixels) for the first `cfg.vis_images`)."""
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, num_workers=num_workers,
                                          collate_fn=collate_views)
@@ -29,11 +43,15 @@ def run_detector(model, dataset, device, cfg, batch_size=2, num_workers=0, amp=F
         batch = to_device(batch, device)
         with autocast(device, amp):
             dets = model.predict(batch["image"], batch["img_shape"], score_thr=cfg.score_thr, nms_pre=cfg.nms_pre,
-                                 iou_thr=cfg.nms_iou, max_per_img=cfg.max_per_img)
+                                 iou_thr=cfg.nms_iou, max_per_img=cfg.max_per_img,
+                                 clip=getattr(cfg, "clip_test_boxes", False))
         for i, det in enumerate(dets):
             image_id = int(batch["image_id"][i])
             back = torch.linalg.inv(batch["matrix"][i].float())  # view pixels -> original image pixels
-            boxes = transform_boxes(det["boxes"].float(), back, batch["ori_shape"][i])
+            if getattr(cfg, "clip_test_boxes", False):
+                boxes = transform_boxes(det["boxes"].float(), back, batch["ori_shape"][i])
+            else:  # official: rescaled back, not clipped
+                boxes = map_boxes_unclipped(det["boxes"].float(), back)
             results += detections_to_coco(boxes.cpu(), det["scores"].float().cpu(), det["labels"].cpu(), image_id,
                                           dataset.label_to_cat_id)
             if len(shown) < cfg.vis_images:

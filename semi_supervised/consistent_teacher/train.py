@@ -55,6 +55,9 @@ class TrainConfig(RunConfig):
     train_short_range: list[int] = option([400, 1200], "random short side range of the training views (mmdet 'range')")
     max_long: int = option(1333, "long side cap for training and test views")
     test_short: int = option(800, "test short side")
+    train_pad: str = option("before_normalize", "training views: pad to a multiple of 32 with black before Normalize "
+                            "(official pipelines) or with 0 after it (after_normalize, our earlier behaviour)",
+                            choices=("before_normalize", "after_normalize"))
     # model
     model: str = option("paper", "paper: ResNet-50 FPN + FAM-3D; tiny: a small CNN for CPU smoke runs",
                         choices=MODELS)
@@ -85,6 +88,8 @@ class TrainConfig(RunConfig):
     given_gt_thr: float = option(0.0, "threshold when the GMM cannot be fitted (< 4 scores)")
     background_weight: float = option(0.01, "pseudo-label loss factor when < half the unlabelled images have a box")
     min_pseudo_box_size: float = option(0.0, "pseudo boxes need width and height above this")
+    warn_no_pseudo_iters: int = option(500, "warn when the teacher has given no pseudo box for this many iterations "
+                                       "in a row (the unsupervised loss then trains on background only); 0: never")
     # head / assignment / test
     topk: int = option(13, "ASA: candidates for the dynamic k")
     iou_factor: float = option(2.0, "ASA: weight of the IoU cost (3.0 in the full-data config)")
@@ -93,6 +98,8 @@ class TrainConfig(RunConfig):
     nms_pre: int = option(1000, "candidates per level before NMS")
     nms_iou: float = option(0.6, "NMS IoU threshold")
     max_per_img: int = option(100, "detections per image")
+    clip_test_boxes: bool = option(False, "clip evaluated detections to the image (official: unclipped, as "
+                                   "FAM3DHead._get_bboxes_single decodes without max_shape and only rescales)")
     # run
     eval_every: int = option(4000, "evaluate the teacher every N iterations (0: only at the end)")
     checkpoint_every: int = option(4000, "write checkpoints/last.pt every N iterations")
@@ -190,6 +197,7 @@ def main(argv=None):
     for name, model in (("teacher", teacher), ("student", student)):  # NaN offsets crash deform_conv2d: stop first
         model.bbox_head.reg_offset_module.register_forward_hook(lambda m, args, out, name=name: check_finite(
             out, step, run.last_checkpoint, what=f"the {name}'s FAM-3D offset map"))
+    no_pseudo = 0  # consecutive iterations whose teacher gave no pseudo box at all
     student.train()
     bar = run.progress(iteration_loader(data, step, cfg.num_workers), total=cfg.max_iters, initial=step,
                        desc="iterations")
@@ -215,6 +223,12 @@ def main(argv=None):
         step += 1
         if "gmm_thr" in logs:
             gmm_history.append((step, logs["gmm_thr"]))
+        no_pseudo = no_pseudo + 1 if logs.get("pseudo_boxes_per_image", 1) == 0 else 0
+        if cfg.warn_no_pseudo_iters and no_pseudo and no_pseudo % cfg.warn_no_pseudo_iters == 0:
+            run.log.warning("iteration %d: the teacher has given no pseudo box for %d iterations in a row (score_thr "
+                            "%g, last GMM threshold %.3g): the unsupervised loss trains on background only. A short or "
+                            "small-data run may need a longer supervised phase (unsup_warmup) or more iterations.",
+                            step, no_pseudo, cfg.score_thr, logs.get("gmm_thr", float("nan")))
         if step % cfg.log_every == 0 or step == cfg.max_iters:
             run.scalars(step, **{f"train/{k}": v for k, v in logs.items()}, **{"train/loss": float(loss.detach()),
                         "train/lr": scheduler.get_last_lr()[0], "train/ema_momentum": ema_momentum(step - 1,

@@ -5,7 +5,8 @@
 
 Paired test list (person with own garment): ssim (DAFlow's pytorch-ssim protocol), ssim_gray (HR-VITON's), l1
 and, with LPIPS weights, lpips. Unpaired list (--unpaired true): fid and kid (raw MMD^2, not x100/x1000) of the
-unpaired results against the test persons, with the FID Inception weights. Results go to
+unpaired results against the test persons, with the FID Inception weights. `--paired false` runs the unpaired
+list only (for a dataset without each person's own garment, or to save the paired pass before FID). Results go to
 `<out_dir>/tryon/` and `<out_dir>/unpaired/tryon/`, grids to `grid.png` (person | garment | result | ground
 truth; in the unpaired grid the last column is the person photo again, there is no ground truth).
 """
@@ -20,6 +21,7 @@ from common.data.tryon import DRESSCODE_CATEGORIES, LAYOUTS
 from common.distributed import init_distributed
 from common.errors import ConfigError, exit_on_user_error
 from common.metrics.tryon import load_inception
+from common.ops.flow_warp import BACKENDS
 from common.rundir import Run
 
 from .checkpoint import load_official_checkpoint
@@ -35,11 +37,16 @@ class EvalConfig(RunConfig):
     layout: str = option("daflow", "layout of --data_root with --official_checkpoint", choices=LAYOUTS)
     category: str = option("auto", "layout dresscode with --official_checkpoint: garment category (auto: the "
                            "folder's name)", choices=("auto",) + DRESSCODE_CATEGORIES)
+    official_warp_backend: str = option("reference", "DAWarp for --official_checkpoint: reference = grid_sample as "
+                                        "the official sdafnet.py (default); deform_conv saves memory on CUDA",
+                                        choices=BACKENDS)
     height: int = option(256, "image height with --official_checkpoint")
     width: int = option(192, "image width with --official_checkpoint")
     data_root: str = option("", "dataset folder (default: the one recorded in the checkpoint)")
     batch_size: int = option(8, "test batch size")
     unpaired: bool = option(False, "also run the unpaired list (for FID/KID)")
+    paired: bool = option(True, "run the paired list (it needs each test person's own garment); false: the "
+                          "unpaired list only (FID/KID against the test persons)")
     lpips_backbone_weights: str = option("", "local vgg16-397923af.pth: adds lpips")
     lpips_linear_weights: str = option("", "local LPIPS v0.1 vgg.pth")
     inception_weights: str = option("", "local TorchScript inception-2015-12-05.pt: adds fid and kid")
@@ -65,8 +72,7 @@ def main(argv=None):
     _, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "daflow_eval")
     if cfg.official_checkpoint:
-        model = load_official_checkpoint(cfg.official_checkpoint, "deform_conv" if device.type == "cuda"
-                                         else "reference").to(device)
+        model = load_official_checkpoint(cfg.official_checkpoint, cfg.official_warp_backend).to(device)
         train_cfg = TrainConfig(dataset=Path(cfg.data_root).name, layout=cfg.layout, category=cfg.category,
                                 height=cfg.height, width=cfg.width)
         root = Path(cfg.data_root)
@@ -75,15 +81,20 @@ def main(argv=None):
         model, train_cfg = load_model(ckpt, device)
         root = Path(cfg.data_root or ckpt["data_dir"])
     loader = lambda ds: torch.utils.data.DataLoader(ds, batch_size=cfg.batch_size)  # noqa: E731
-    paired = run_tryon(model, loader(build_dataset(root, train_cfg, "test", "paired")), device, cfg.amp, run.dir)
-    lpips = build_lpips(cfg.lpips_backbone_weights, cfg.lpips_linear_weights)
-    metrics = paired_metrics(paired["results"], paired["persons"], lpips)
-    if cfg.unpaired or cfg.inception_weights:
+    metrics, reals = {}, None
+    if cfg.paired:
+        paired = run_tryon(model, loader(build_dataset(root, train_cfg, "test", "paired")), device, cfg.amp,
+                           run.dir)
+        lpips = build_lpips(cfg.lpips_backbone_weights, cfg.lpips_linear_weights)
+        metrics.update(paired_metrics(paired["results"], paired["persons"], lpips))
+        reals = paired["persons"]
+    if cfg.unpaired or cfg.inception_weights or not cfg.paired:
         unpaired = run_tryon(model, loader(build_dataset(root, train_cfg, "test", "unpaired")), device, cfg.amp,
                              run.dir / "unpaired")
         if cfg.inception_weights:
+            reals = unpaired["persons"] if reals is None else reals  # the test persons either way
             metrics.update(distribution_metrics(load_inception(cfg.inception_weights), unpaired["results"],
-                                                paired["persons"], kid_subset_size=cfg.kid_subset_size))
+                                                reals, kid_subset_size=cfg.kid_subset_size))
     run.write_metrics(metrics)
     run.close()
 

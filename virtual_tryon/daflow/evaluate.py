@@ -2,8 +2,9 @@
 import cv2
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from common.metrics.tryon import LPIPS, fid_from_features, inception_features, kid_from_features, ssim
+from common.metrics.tryon import LPIPS, fid_from_features, gaussian_window, inception_features, kid_from_features, ssim
 from common.runtime import autocast
 
 
@@ -54,6 +55,30 @@ def paired_metrics(results, targets, lpips=None, batch_size=16):
              for i in range(0, len(x), batch_size)]
         metrics["lpips"] = float(torch.cat(d).mean())
     return metrics
+
+
+def region_ssim(results, targets, masks):
+    """SSIM averaged over the pixels of a region (e.g. the garment) instead of the whole image.
+
+    results, targets: uint8 (N, H, W, 3); masks: bool (N, H, W). The SSIM map is DAFlow's protocol (pytorch-ssim:
+    colour, 11x11 Gaussian sigma 1.5, zero padding, C1 = 0.01^2, C2 = 0.03^2, as `common.metrics.tryon.ssim`),
+    averaged over channels, then over the region's pixels of each image, then over images."""
+    x, y = _float(results), _float(targets)
+    g = gaussian_window(11, 1.5)
+    k, c = g.numel(), x.shape[1]
+
+    def filt(t):
+        t = F.conv2d(t, g.view(1, 1, 1, k).expand(c, 1, 1, k), padding=(0, k // 2), groups=c)
+        return F.conv2d(t, g.view(1, 1, k, 1).expand(c, 1, k, 1), padding=(k // 2, 0), groups=c)
+
+    mu_x, mu_y = filt(x), filt(y)
+    sxx, syy, sxy = filt(x * x) - mu_x ** 2, filt(y * y) - mu_y ** 2, filt(x * y) - mu_x * mu_y
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    smap = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x ** 2 + mu_y ** 2 + c1) * (sxx + syy + c2))
+    m = torch.as_tensor(np.asarray(masks), dtype=torch.float64)
+    if (m.flatten(1).sum(1) == 0).any():
+        raise ValueError("every image needs a non-empty region")
+    return float(((smap.mean(1) * m).flatten(1).sum(1) / m.flatten(1).sum(1)).mean())
 
 
 def distribution_metrics(inception, results, reals, batch_size=16, kid_subset_size=1000):

@@ -7,7 +7,10 @@ For the K+1 = 5 outputs Y_hat_s (s = 0 coarsest ... 4 full size) and targets Y_s
 L_content = sum of L1 between VGG19 relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 features; L_style = sum of L1
 between Gram matrices G = F F^T / (C H W) at relu2_2, relu3_4, relu4_4, relu5_2. VGG19 sees the [-1, 1] images
 without ImageNet normalization (as the official code). For s = 0 both images are upsampled x2 before the VGG
-and LPIPS terms. No flow smoothness, no adversarial term (as released).
+and LPIPS terms, and every term is applied at every scale (at 256x192 the VGG/LPIPS inputs are 32x24 ... 256x192).
+`perceptual_min_side` > 0 skips the VGG/LPIPS terms for inputs whose short side is below it (our earlier
+behaviour, 32: the two coarsest scales at 256x192); inputs too small for VGG19's four poolings are an error.
+No flow smoothness, no adversarial term (as released).
 """
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from common.errors import DataError
 
 CONTENT_TAPS = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1 in torchvision vgg19.features
 STYLE_TAPS = (8, 17, 26, 31)  # relu2_2, relu3_4, relu4_4, relu5_2
-MIN_PERCEPTUAL_SIDE = 32  # VGG19 pools 4x before relu5_x: smaller inputs (smoke-size images) skip the VGG terms
+VGG_MIN_SIDE = 16  # VGG19 pools 4x before relu5_2: a smaller input has an empty relu5 map
 
 
 class VGG19Features(nn.Module):
@@ -65,8 +68,9 @@ class DAFlowLoss(nn.Module):
     """
 
     def __init__(self, vgg=None, lpips=None, lambda_l1=1.0, lambda_lpips=1.0, lambda_style=100.0,
-                 lambda_content=0.1):
+                 lambda_content=0.1, perceptual_min_side=0):
         super().__init__()
+        self.perceptual_min_side = perceptual_min_side
         self.vgg, self.lpips = vgg, lpips
         self.lambda_l1, self.lambda_lpips = lambda_l1, lambda_lpips
         self.lambda_style, self.lambda_content = lambda_style, lambda_content
@@ -80,7 +84,11 @@ class DAFlowLoss(nn.Module):
             terms["l1"] += float(F.l1_loss(pred.detach(), y))
             px, py = (pred, y) if s > 0 else (F.interpolate(pred, scale_factor=2, mode="bilinear"),
                                                F.interpolate(y, scale_factor=2, mode="bilinear"))
-            if min(px.shape[2:]) >= MIN_PERCEPTUAL_SIDE:
+            if min(px.shape[2:]) >= self.perceptual_min_side:
+                if (self.vgg is not None or self.lpips is not None) and min(px.shape[2:]) < VGG_MIN_SIDE:
+                    raise ValueError(f"output {tuple(px.shape[2:])} at scale {s} is too small for the VGG/LPIPS terms "
+                                     f"(short side >= {VGG_MIN_SIDE}); set their weights to 0 or set "
+                                     "perceptual_min_side")
                 if self.lpips is not None:
                     lp = self.lpips(py, px).mean()
                     level = level + self.lambda_lpips * lp

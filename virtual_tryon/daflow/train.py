@@ -55,6 +55,8 @@ class TrainConfig(RunConfig):
     lambda_lpips: float = option(1.0, "LPIPS-VGG weight (0 disables, needs no weights)")
     lambda_style: float = option(100.0, "VGG19 Gram (style) weight")
     lambda_content: float = option(0.1, "VGG19 feature (content) weight")
+    perceptual_min_side: int = option(0, "0: LPIPS/style/content at every scale (official); N: skip them where the "
+                                      "(x2-upsampled at s=0) output's short side is below N (our earlier default, 32)")
     vgg_weights: str = option("", "local vgg19-dcbb9e9d.pth for the style/content terms")
     lpips_backbone_weights: str = option("", "local vgg16-397923af.pth for LPIPS")
     lpips_linear_weights: str = option("", "local LPIPS v0.1 vgg.pth (linear layers)")
@@ -80,7 +82,8 @@ def build_loss(cfg):
     if cfg.lambda_lpips:
         from common.metrics.tryon import LPIPS
         lpips = LPIPS(cfg.lpips_backbone_weights, cfg.lpips_linear_weights, pretrained=cfg.pretrained_losses)
-    return DAFlowLoss(vgg, lpips, cfg.lambda_l1, cfg.lambda_lpips, cfg.lambda_style, cfg.lambda_content)
+    return DAFlowLoss(vgg, lpips, cfg.lambda_l1, cfg.lambda_lpips, cfg.lambda_style, cfg.lambda_content,
+                      cfg.perceptual_min_side)
 
 
 @exit_on_user_error

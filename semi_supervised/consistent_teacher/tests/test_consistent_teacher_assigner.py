@@ -146,10 +146,10 @@ def reference_assign(pred_scores, priors, decoded_boxes, gt_boxes, gt_labels, to
     return out, out_iou
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_matches_reference_on_random_images(seed):
+def random_image_inputs(seed):
+    """(scores, priors, boxes, gts, labels) of one random image: a 2-level grid of priors on 64 x 64 (strides 8, 16),
+    1 + seed GTs of 5 classes, predicted boxes jittered around the priors."""
     g = torch.Generator().manual_seed(seed)
-    # a 2-level grid of priors on a 64 x 64 image, strides 8 and 16
     priors = []
     for stride in (8, 16):
         ys, xs = torch.meshgrid(torch.arange(0, 64, stride), torch.arange(0, 64, stride), indexing="ij")
@@ -164,8 +164,36 @@ def test_matches_reference_on_random_images(seed):
     half = priors[:, 2:3] * (1 + torch.rand(len(priors), 2, generator=g) * 2)
     boxes = torch.cat([centre - half, centre + half], 1)
     scores = torch.rand(len(priors), num_classes, generator=g)
+    return scores, priors, boxes, gts, labels
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_reference_on_random_images(seed):
+    scores, priors, boxes, gts, labels = random_image_inputs(seed)
     got = dynamic_soft_label_assign(scores, priors, boxes, gts, labels, topk=13, iou_factor=2.0)
     want = reference_assign(scores, priors, boxes, gts, labels)
     assert (got.gt_inds >= 0).sum() > 0
     assert torch.equal(got.gt_inds, want[0])
     torch.testing.assert_close(got.ious, want[1])
+
+
+def official_assignments():
+    """Assignments computed by the official DynamicSoftLabelAssigner (see tests/data/official_asa_assignments.json
+    and the script that made it, tests/data/dump_official_asa.py)."""
+    import json
+    from pathlib import Path
+    return json.loads((Path(__file__).resolve().parent / "data" / "official_asa_assignments.json").read_text())
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_matches_the_official_assigner_outputs(seed):
+    """Our ASA against the values the official ssod DynamicSoftLabelAssigner(topk=13, iou_factor=2.0) returned on the
+    same inputs (official gt index i + 1 -> ours i, 0 -> -1; IoU of unassigned priors -> 0)."""
+    data = official_assignments()
+    case = data["assigner"][seed]
+    scores, priors, boxes, gts, labels = random_image_inputs(seed)
+    assert float(scores.sum() + boxes.sum() + gts.sum()) == pytest.approx(case["checksum"], rel=1e-6)
+    got = dynamic_soft_label_assign(scores, priors, boxes, gts, labels, topk=13, iou_factor=2.0)
+    assert got.gt_inds.tolist() == [i - 1 for i in case["assigned_gt_inds"]]
+    want_iou = torch.tensor([max(v, 0.0) for v in case["max_overlaps"]])
+    torch.testing.assert_close(got.ious, want_iou, rtol=1e-5, atol=1e-6)

@@ -5,7 +5,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from consistent_teacher.assigner import dynamic_soft_label_assign
 from consistent_teacher.losses import box_weights, detection_loss
 
 
@@ -89,14 +88,15 @@ def test_box_weights_normalise_per_gt():
     torch.testing.assert_close(box_weights(gt_inds, ious, 2), ious / (m + 1e-7) * m)
 
 
-def official_probability_loss(cls_logits, pred_boxes, priors, gt_boxes, gt_labels, strides, alpha=0.25, gamma=2.0):
+def official_probability_loss(cls_logits, pred_boxes, priors, gt_boxes, gt_labels, strides, assignments,
+                              alpha=0.25, gamma=2.0):
     """FAM3DHead.loss as the official code computes it: probabilities, mmdet's probability focal loss (BCE log clamp),
-    GIoU on boxes divided by the level stride with mmdet's eps clamps, alignment metrics normalised per GT."""
+    GIoU on boxes divided by the level stride with mmdet's eps clamps, alignment metrics normalised per GT.
+    `assignments`: per image (gt_inds, ious) as the official DynamicSoftLabelAssigner returned them (not ours)."""
     probs = cls_logits.sigmoid()
     loss_cls, loss_box, norm = 0.0, 0.0, 0.0
     for b in range(len(gt_boxes)):
-        gt_inds, ious = dynamic_soft_label_assign(probs[b].detach(), priors, pred_boxes[b].detach(), gt_boxes[b],
-                                                  gt_labels[b])
+        gt_inds, ious = assignments[b]
         target = torch.zeros_like(probs[b])
         pos = (gt_inds >= 0).nonzero().squeeze(1)
         target[pos, gt_labels[b][gt_inds[pos]]] = 1
@@ -120,8 +120,8 @@ def official_probability_loss(cls_logits, pred_boxes, priors, gt_boxes, gt_label
     return loss_cls / norm, loss_box / norm
 
 
-@pytest.mark.parametrize("seed", range(3))
-def test_logits_form_equals_official_probability_form(seed):
+def loss_inputs(seed):
+    """(logits, boxes, priors, gts, labels) of a random 2-image batch on a 2-level 64 x 64 grid (strides 8, 16)."""
     g = torch.Generator().manual_seed(seed)
     priors = []
     for stride in (8, 16):
@@ -132,15 +132,31 @@ def test_logits_form_equals_official_probability_form(seed):
     batch, num_classes = 2, 4
     centre = priors[:, :2] + torch.randn(batch, len(priors), 2, generator=g) * 3
     half = priors[:, 2:3] * (1 + torch.rand(batch, len(priors), 2, generator=g) * 2)
-    boxes = torch.cat([centre - half, centre + half], -1).requires_grad_()
-    logits = (torch.randn(batch, len(priors), num_classes, generator=g) * 2).requires_grad_()
+    boxes = torch.cat([centre - half, centre + half], -1)
+    logits = torch.randn(batch, len(priors), num_classes, generator=g) * 2
     gts, labels = [], []
     for n in (3 + seed, seed):                                          # the second image is empty for seed 0
         xy = torch.rand(n, 2, generator=g) * 40
         gts.append(torch.cat([xy, xy + 8 + torch.rand(n, 2, generator=g) * 24], 1))
         labels.append(torch.randint(0, num_classes, (n,), generator=g))
+    return logits, boxes, priors, gts, labels
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_logits_form_equals_official_probability_form(seed):
+    import json
+    from pathlib import Path
+    logits, boxes, priors, gts, labels = loss_inputs(seed)
+    logits, boxes = logits.requires_grad_(), boxes.requires_grad_()
+    # the official DynamicSoftLabelAssigner's outputs on these inputs (tests/data/dump_official_asa.py)
+    cases = json.loads((Path(__file__).resolve().parent / "data" / "official_asa_assignments.json").read_text())
+    case = cases["loss"][seed]
+    assert float(logits.sum() + boxes.sum()) == pytest.approx(case["checksum"], rel=1e-6)
+    assignments = [(torch.tensor([i - 1 for i in img["assigned_gt_inds"]]),
+                    torch.tensor([max(v, 0.0) for v in img["max_overlaps"]])) for img in case["images"]]
     out = detection_loss(logits, boxes, priors, gts, labels)
-    want_cls, want_box = official_probability_loss(logits, boxes, priors, gts, labels, strides=priors[:, 2])
+    want_cls, want_box = official_probability_loss(logits, boxes, priors, gts, labels, strides=priors[:, 2],
+                                                   assignments=assignments)
     assert out["num_pos"].item() > 0
     torch.testing.assert_close(out["loss_cls"], want_cls, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out["loss_box"], want_box, rtol=1e-5, atol=1e-6)

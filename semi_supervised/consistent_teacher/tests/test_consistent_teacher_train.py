@@ -1,4 +1,5 @@
 """Mean-teacher plumbing, batching and the end-to-end smoke run of Consistent-Teacher."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -268,3 +269,85 @@ def test_voc_setting_reads_vocdevkit_or_its_parent(tmp_path, given):
     target = labeled.target(0)
     assert target["labels"].tolist() == [19]  # the difficult object is a plain box, as in the official JSON
     assert target["boxes"].tolist() == [[10.0, 5.0, 49.0, 39.0]]  # mmdet's converter: every coordinate - 1
+
+
+def test_warns_when_the_teacher_gives_no_pseudo_boxes(tmp_path):
+    """A teacher whose every score is under score_thr gives no pseudo box: after warn_no_pseudo_iters iterations
+    in a row the log says so (short runs otherwise train the unsupervised branch on background silently)."""
+    out = tmp_path / "run"
+    train_main(["--config", str(HERE / "configs" / "smoke.yaml"), "--progress", "false", "--eval_every", "0",
+                "--synthetic_train", "12", "--synthetic_val", "2", "--unsup_warmup", "0", "--max_iters", "4",
+                "--score_thr", "1.01", "--warn_no_pseudo_iters", "2", "--out_dir", str(out)])
+    log = (out / "log.txt").read_text()
+    assert log.count("no pseudo box for") == 2 and "for 2 iterations in a row" in log and "for 4 iterations" in log
+
+
+class _FixedDetector(torch.nn.Module):
+    """Stands in for the detector: one box per image reaching 20 px past the right and bottom edges."""
+
+    def predict(self, images, img_shapes, clip=False, **kw):
+        dets = []
+        for h, w in img_shapes:
+            box = torch.tensor([[w - 30.0, h - 30.0, w + 20.0, h + 20.0]])
+            if clip:
+                box = torch.cat([box[:, :2], box[:, 2:].clamp(max=torch.tensor([float(w), float(h)]))], 1)
+            dets.append(dict(boxes=box, scores=torch.tensor([0.9]), labels=torch.tensor([0])))
+        return dets
+
+
+def test_evaluation_keeps_boxes_unclipped_by_default(tmp_path):
+    """Official test path: FAM3DHead decodes without max_shape and the boxes are only rescaled to the original
+    image, so a box past the edge stays past it; --clip_test_boxes true clips."""
+    from consistent_teacher.data import build_val_set
+    from consistent_teacher.evaluate import run_detector
+
+    from common.data.shapes import write_shapes_dataset
+    files = write_shapes_dataset(tmp_path / "shapes", num_train=1, num_val=2, image_size=(96, 128))
+    cfg = TrainConfig(test_short=192, max_long=256, vis_images=0)  # a 2x test view: boxes are mapped back
+    val = build_val_set({"val": (files["val_json"], files["image_dir"])}, cfg)
+    results, _ = run_detector(_FixedDetector(), val, torch.device("cpu"), cfg)
+    x, y, w, h = results[0]["bbox"]
+    assert (x, y, x + w, y + h) == pytest.approx((113.0, 81.0, 138.0, 106.0))  # (view box) / 2, past 128 x 96
+    clip_cfg = dataclasses.replace(cfg, clip_test_boxes=True)
+    clipped, _ = run_detector(_FixedDetector(), val, torch.device("cpu"), clip_cfg)
+    x, y, w, h = clipped[0]["bbox"]
+    assert (x + w, y + h) == pytest.approx((128.0, 96.0))
+
+
+@pytest.mark.parametrize("train_pad", ["before_normalize", "after_normalize"])
+def test_training_views_are_padded_before_normalize_as_the_official_pipeline(tmp_path, train_pad):
+    """Official pipelines: Pad(size_divisor=32) then Normalize, so padded pixels are (0 - mean) / std; a 96 x 120
+    image is padded to 96 x 128 in the dataset. after_normalize (the old way) leaves the padding to the collate (0)."""
+    from consistent_teacher.data import build_train_sets
+
+    from common.data.detection_transforms import IMAGENET_MEAN_255, IMAGENET_STD_255, collate_views
+    from common.data.shapes import write_shapes_dataset
+    files = write_shapes_dataset(tmp_path / "shapes", num_train=2, num_val=1, image_size=(96, 120))
+    cfg = TrainConfig(train_short_range=[96, 96], max_long=120, train_pad=train_pad)
+    labeled, unlabeled = build_train_sets({"labeled": (files["train_json"], files["image_dir"]),
+                                           "unlabeled": (files["train_json"], files["image_dir"])}, cfg)
+    black = -torch.tensor(IMAGENET_MEAN_255) / torch.tensor(IMAGENET_STD_255)
+    for view in (labeled[(0, 0)], unlabeled[(1, 1)]["weak"], unlabeled[(1, 1)]["strong"]):
+        assert view["img_shape"] == (96, 120)
+        batch = collate_views([view])
+        assert batch["image"].shape[-2:] == (96, 128)
+        pad = batch["image"][0, :, :, 120:]
+        want = black.view(3, 1, 1).expand_as(pad) if train_pad == "before_normalize" else torch.zeros_like(pad)
+        torch.testing.assert_close(pad, want)
+
+
+def test_small_custom_data_recipe_runs(tmp_path):
+    """configs/custom_small.yaml (the README's small-data recipe) on a generated COCO-format set, cut to 2 iterations
+    and the tiny detector so it fits a CPU test; everything else is the recipe's."""
+    from common.data.shapes import write_shapes_dataset
+    files = write_shapes_dataset(tmp_path / "shapes", num_train=8, num_val=2, image_size=(96, 128))
+    out = tmp_path / "run"
+    train_main(["--config", str(HERE / "configs" / "custom_small.yaml"), "--train_ann", str(files["train_json"]),
+                "--train_images", str(files["image_dir"]), "--val_ann", str(files["val_json"]), "--val_images",
+                str(files["image_dir"]), "--percent", "50", "--model", "tiny", "--max_iters", "2",
+                "--train_short_range", "[96, 96]", "--test_short", "96", "--max_long", "128", "--num_workers", "0",
+                "--out_dir", str(out), "--progress", "false"])
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["iterations"] == 2 and 0.0 <= metrics["bbox_mAP"] <= 1.0
+    cfg = load_yaml(HERE / "configs" / "custom_small.yaml")
+    assert (cfg["labeled_per_gpu"], cfg["unlabeled_per_gpu"], cfg["unsup_warmup"]) == (2, 2, 2000)
