@@ -15,7 +15,8 @@ import torch
 from common.errors import DataError
 from common.models import build_model, load_teacher
 
-KEY_FILE = Path(__file__).resolve().parents[1] / "common" / "models" / "official" / "repdistiller_cifar100_state_dicts.tsv"
+KEY_FILE = (Path(__file__).resolve().parents[1] / "common" / "models" / "official"
+            / "repdistiller_cifar100_state_dicts.tsv")
 
 
 def official_layouts():

@@ -72,7 +72,8 @@ def _int_labels(path, obj, key, num_classes, n):
     bad = np.flatnonzero((labels < 0) | (labels >= num_classes))
     if len(bad):
         i = int(bad[0])
-        raise DataError(path, f"{key!r}[{i}] = {int(labels[i])} is outside the {num_classes} classes 0..{num_classes - 1}"
+        raise DataError(path, f"{key!r}[{i}] = {int(labels[i])} is outside the {num_classes} classes "
+                        f"0..{num_classes - 1}"
                         f" ({len(bad)} such labels); the labels must match the dataset's class list")
     return labels
 
@@ -137,7 +138,8 @@ def read_cifar100_meta(root):
 
 # ---- CIFAR-10 ---------------------------------------------------------------------------------------------
 # https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz unpacks to cifar-10-batches-py/ with
-#   data_batch_1 .. data_batch_5   pickles of dicts: b'data' uint8 (10000, 3072), b'labels', b'filenames', b'batch_label'
+#   data_batch_1 .. data_batch_5   pickles of dicts: b'data' uint8 (10000, 3072), b'labels', b'filenames',
+#                                  b'batch_label'
 #   test_batch                     the same, 10000 test images
 #   batches.meta                   b'label_names' (10 names), b'num_cases_per_batch', b'num_vis'
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)   # per-channel statistics of the 50000 training images

@@ -5,8 +5,8 @@
 Writes `metrics.json` (test_top1, test_top5, best_top1 as recorded in training) and `icc_matrices.png`:
 the teacher's and the student's (embedded) inter-channel correlation matrices, averaged over one test batch,
 and their absolute difference, as heat maps on one colour scale (both divided by the larger maximum): the
-row-normalised matrices the official loss compares, or the raw Gram matrices with `paper_exact`. A plain zoo file (e.g. an mdistiller teacher)
-is scored with `--model NAME` and gets no picture.
+row-normalised matrices the official loss compares, or the raw Gram matrices with `paper_exact`. A plain zoo file
+(e.g. an mdistiller teacher) is scored with `--model NAME` and gets no picture.
 """
 import dataclasses
 from pathlib import Path

@@ -75,7 +75,8 @@ class ICKDConfig(RunConfig):
     icc_reduction: str = option("c_b", "divisor of the summed squared ICC difference: c_b (CIFAR code), c_b2 "
                                 "(ImageNet code), c2_b (paper)", choices=REDUCTIONS)
     icc_normalize_rows: bool = option(True, "L2-normalise each row of the ICC matrix (official code)")
-    paper_exact: bool = option(False, "the paper's L_CC: 1/C^2 Frobenius, no row normalisation (overrides the two above)")
+    paper_exact: bool = option(False, "the paper's L_CC: 1/C^2 Frobenius, no row normalisation "
+                               "(overrides the two above)")
     grid: list[int] = option([1, 1], "n m: grid-level ICC over n x m cells (1 1 = global ICKD)")
     # runs
     seeds: list[int] = option([], "one student per seed; metrics are mean and std (default: [seed])")
@@ -169,9 +170,9 @@ def fit(cfg, run, dist, device, model, train_set, test_set, ckpt_dir, *, epochs,
         run.log.info("%s epoch %d: loss %.4f icc %.5f test top-1 %.4f", tag, epoch + 1, loss.item(), curve[-1],
                      acc["top1"])
         if run.is_main:
-            state = lambda top1: training_state(model, opt, sched, step=step, epoch=epoch + 1,  # noqa: E731
-                                                config=config_to_dict(cfg), seed=seed, tag=tag, best_top1=top1,
-                                                icc_curve=curve, **extra)
+            state = lambda top1, step=step, epoch=epoch: training_state(  # noqa: E731
+                model, opt, sched, step=step, epoch=epoch + 1, config=config_to_dict(cfg), seed=seed, tag=tag,
+                best_top1=top1, icc_curve=curve, **extra)
             if acc["top1"] > best_top1:
                 best_top1 = acc["top1"]
                 save_checkpoint(best, state(best_top1))

@@ -4,16 +4,15 @@ with CIFAR-style 32x32 transforms (`imagefolder32`), and generated data.
 `imagefolder32` reads any `<root>/<split>/<class>/<image>` tree (split names from the config's `train_split` /
 `test_split`) through the common ImageFolder reader, resizes to 32x32 and applies the CIFAR recipe's
 augmentations, so that CIFAR-sized data exported as images (CINIC-10, Tiny subsets, your own) trains with the
-CIFAR models and recipe. `synthetic` writes a small learnable dataset in the CIFAR-100 pickle format into `<out_dir>/data/` (once,
-deterministically from `synthetic_seed`) and reads it back through the real CIFAR reader, so the smoke run
-exercises the same code path as CIFAR-100. Checkpoints record the folder they were trained on, so eval.sh
+CIFAR models and recipe. `synthetic` writes a small learnable dataset in the CIFAR-100 pickle format into
+`<out_dir>/data/` (once, deterministically from `synthetic_seed`) and reads it back through the real CIFAR
+reader, so the smoke run exercises the same code path as CIFAR-100. Checkpoints record the folder they were trained on, so eval.sh
 finds the same data.
 """
 import os
 from pathlib import Path
 
 import torch
-
 from torchvision import transforms
 
 from common.data.cifar import (
@@ -37,7 +36,8 @@ def small_image_train_transform(size=32, mean=CIFAR100_MEAN, std=CIFAR100_STD):
     """PIL image -> Resize(size x size) + RandomCrop(size, pad 4) + HorizontalFlip + Normalize: the CIFAR
     recipe (RepDistiller dataset/cifar100.py) on images of any size."""
     return transforms.Compose([transforms.Resize((size, size)), transforms.RandomCrop(size, padding=4),
-                               transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(mean, std)])
+                               transforms.RandomHorizontalFlip(), transforms.ToTensor(),
+                               transforms.Normalize(mean, std)])
 
 
 def small_image_test_transform(size=32, mean=CIFAR100_MEAN, std=CIFAR100_STD):
@@ -59,7 +59,8 @@ def dataset_dir(cfg):
     if cfg.dataset == "cifar100":
         return root if (root / "meta").exists() else root / "cifar-100-python"
     if cfg.dataset == "cifar10":
-        return root if (root / "batches.meta").exists() or (root / "test_batch").exists() else root / "cifar-10-batches-py"
+        found = (root / "batches.meta").exists() or (root / "test_batch").exists()
+        return root if found else root / "cifar-10-batches-py"
     if cfg.dataset == "imagefolder32":
         return root
     return root if (root / cfg.train_split).is_dir() else root / "imagenet"
@@ -71,7 +72,8 @@ def build_datasets(dataset, folder, train_augment=True, train_split="train", tes
     `train_split` / `test_split` name the sub-folders of the ImageFolder datasets (the CIFAR files have fixed names).
     """
     if dataset == "imagenet":
-        train = image_folder(folder, train_split, imagenet_train_transform() if train_augment else imagenet_val_transform())
+        train_tf = imagenet_train_transform() if train_augment else imagenet_val_transform()
+        train = image_folder(folder, train_split, train_tf)
         test = image_folder(folder, test_split, imagenet_val_transform())
         return train, test, train.num_classes
     if dataset == "imagefolder32":

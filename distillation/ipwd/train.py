@@ -48,7 +48,15 @@ from .class_groups import (
     write_table,
 )
 from .data import DATASETS, build_datasets, dataset_dir, loader
-from .losses import WEIGHT_FORMULAS, WEIGHT_NORMS, ipwd_loss, kd_mean_weight_loss, kd_objective, pskd_alpha, pskd_ipwd_loss
+from .losses import (
+    WEIGHT_FORMULAS,
+    WEIGHT_NORMS,
+    ipwd_loss,
+    kd_mean_weight_loss,
+    kd_objective,
+    pskd_alpha,
+    pskd_ipwd_loss,
+)
 from .models import MODELS, TEACHER_HINT, TwoHeadStudent, build_model, extract_state_dict, load_teacher
 
 HERE = Path(__file__).resolve().parent

@@ -48,7 +48,8 @@ def test_grid_one_by_one_equals_global_and_cells_average():
     for opts in ({"reduction": "c_b"}, {"reduction": "c_b2"}, {"paper_exact": True}):
         torch.testing.assert_close(grid_icc_loss(f_s, f_t, (1, 1), **opts), icc_loss(f_s, f_t, **opts))
     # 2x2 grid = mean of the four quadrant losses, computed here by slicing by hand
-    cells = [(slice(0, 3), slice(0, 2)), (slice(0, 3), slice(2, 4)), (slice(3, 6), slice(0, 2)), (slice(3, 6), slice(2, 4))]
+    cells = [(slice(0, 3), slice(0, 2)), (slice(0, 3), slice(2, 4)), (slice(3, 6), slice(0, 2)),
+             (slice(3, 6), slice(2, 4))]
     by_hand = sum(icc_loss(f_s[:, :, h, w], f_t[:, :, h, w]) for h, w in cells) / 4
     torch.testing.assert_close(grid_icc_loss(f_s, f_t, (2, 2)), by_hand)
     with pytest.raises(ValueError, match="finer"):
@@ -93,8 +94,9 @@ def test_gradients_reach_the_embed_and_the_student_only():
 
 
 def test_ickd_uses_the_shared_zoo_not_a_copy():
-    import ickd
     from pathlib import Path
+
+    import ickd
     folder = Path(ickd.__file__).parent
     assert not (folder / "models").exists()
     sources = [p for p in folder.rglob("*.py") if "tests" not in p.relative_to(folder).parts]

@@ -104,7 +104,8 @@ def test_configs_carry_the_official_weights():
             assert (cfg.icc_reduction, cfg.embed, cfg.optimizer) == ("c_b", "conv1x1", "sgd")
         if path.stem.startswith("imagenet_"):
             assert (cfg.ce_weight, cfg.kd_weight, cfg.icc_weight, cfg.temperature) == (0.5, 0.5, 500.0, 1.0)
-            assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.epochs) == ("adamw", 2e-4, 5e-4, 256, 100)
+            assert (cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.batch_size, cfg.epochs) == \
+                ("adamw", 2e-4, 5e-4, 256, 100)
             assert cfg.lr_decay_epochs == [30, 60, 90] and cfg.icc_reduction == "c_b2" and cfg.embed == "conv3x3"
             assert cfg.student_checkpoint  # the official config starts from the pretrained ResNet-18
 

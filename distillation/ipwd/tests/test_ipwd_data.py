@@ -116,7 +116,8 @@ def test_teacher_path_resolves_against_the_config_folder(tmp_path, monkeypatch):
     assert f"teacher_checkpoint: {cfg_dir / 'teachers' / 't.pt'}" in saved  # the file actually used
     with pytest.raises(DataError) as e:
         ipwd_train.resolve_teacher_checkpoint("teachers/missing.pt", cfg_dir)
-    assert str(cfg_dir / "teachers" / "missing.pt") in str(e.value) and str(elsewhere / "teachers/missing.pt") in str(e.value)
+    assert str(cfg_dir / "teachers" / "missing.pt") in str(e.value)
+    assert str(elsewhere / "teachers/missing.pt") in str(e.value)
     with pytest.raises(SystemExit):  # train.sh: a clear error before any training, exit code non-zero
         ipwd_train.main(args + ["--teacher_checkpoint", "nowhere/t.pt", "--out_dir", str(tmp_path / "run2")])
     assert not (tmp_path / "run2" / "metrics.json").exists()

@@ -13,7 +13,6 @@ from consistent_teacher.model import ConsistentTeacherDetector
 from common.data.shapes import write_shapes_dataset
 from common.errors import DataError
 
-
 OFFICIAL_KEYS = Path(__file__).resolve().parent / "data" / "official_coco_10p_state_dict_keys.json"
 
 

@@ -134,5 +134,5 @@ def dump_asa(root, out):
 if __name__ == "__main__":
     what, out = sys.argv[1], sys.argv[2]
     root = sys.argv[3] if len(sys.argv) > 3 else "/tmp/tryon_ct/mm"
-    print("mmcv %s, mmdet %s" % official_env(root))
+    print("mmcv {}, mmdet {}".format(*official_env(root)))
     {"keys": dump_keys, "asa": dump_asa}[what](root, out)
