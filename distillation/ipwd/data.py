@@ -6,8 +6,8 @@ with CIFAR-style 32x32 transforms (`imagefolder32`), and generated data.
 augmentations, so that CIFAR-sized data exported as images (CINIC-10, Tiny subsets, your own) trains with the
 CIFAR models and recipe. `synthetic` writes a small learnable dataset in the CIFAR-100 pickle format into
 `<out_dir>/data/` (once, deterministically from `synthetic_seed`) and reads it back through the real CIFAR
-reader, so the smoke run exercises the same code path as CIFAR-100. Checkpoints record the folder they were trained on, so eval.sh
-finds the same data.
+reader, so the smoke run exercises the same code path as CIFAR-100. Checkpoints record the folder they were
+trained on, so eval.sh finds the same data.
 """
 import os
 from pathlib import Path
