@@ -70,11 +70,15 @@ class NCSplits:
     test_labels: np.ndarray  # aligned with test (kept on the CPU, out of the training code's reach)
 
 
-def nc_splits(data, cfg, device):
-    """label.dat -> seeded train/val split (val = `val_fraction`, 20% as HGB); test = the test label file."""
+def nc_splits(data, cfg, device, repeat=0):
+    """label.dat -> seeded train/val split (val = `val_fraction`, 20% as HGB); test = the test label file.
+
+    The split is drawn with seed `cfg.seed + repeat`: each repeat of `--repeat N` trains and early-stops on
+    its own split, as the official drivers, which draw a new (unseeded) split in every run.
+    """
     if data.labels is None:
         raise ValueError(f"{data.root} has no label.dat: it is not a node-classification dataset")
-    train, val = split_train_val(data.train_val_nodes, cfg.val_fraction, seed=cfg.seed)
+    train, val = split_train_val(data.train_val_nodes, cfg.val_fraction, seed=cfg.seed + repeat)
     as_t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
     return NCSplits(as_t(train), as_t(val), as_t(data.test_nodes), as_t(data.labels), data.test_labels)
 

@@ -152,7 +152,7 @@ def train_nc(cfg, run, rep, data, device):
     """One NC repeat (official run_new.py / run_multi.py loop); returns its test metrics."""
     seed_everything(cfg.seed + rep.r, cfg.deterministic)
     inputs = model_inputs(data, cfg, device)
-    splits = nc_splits(data, cfg, device)
+    splits = nc_splits(data, cfg, device, repeat=rep.r)  # a new validation split per repeat
     model = build(cfg, inputs, data.num_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)

@@ -5,8 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from simple_hgn import data as data_mod
 from simple_hgn import eval as eval_mod
 from simple_hgn import train as train_mod
 
@@ -47,6 +49,24 @@ def test_shuffled_labels_stay_near_chance(tmp_path):
                     "--out_dir", tmp_path / "run", "--progress", "false"])
     m = metrics(tmp_path / "run")
     assert m["test_micro_f1"] < 0.5, m  # 3 balanced classes: chance is 1/3; the smoke floor is 0.85
+
+
+def test_each_repeat_draws_its_own_validation_split(tmp_path, monkeypatch):
+    """The official drivers draw a new train/val split in every run, so the paper's std covers the split: the
+    repeats of `--repeat` must not all early-stop on the split of repeat 0."""
+    drawn = []
+    real = data_mod.split_train_val
+
+    def spy(nodes, val_fraction, seed):
+        train, val = real(nodes, val_fraction, seed=seed)
+        drawn.append(val)
+        return train, val
+
+    monkeypatch.setattr(data_mod, "split_train_val", spy)
+    train_mod.main(["--config", "configs/smoke.yaml", "--out_dir", tmp_path / "run", "--progress", "false",
+                    "--repeat", "3", "--epochs", "1"])
+    assert len(drawn) == 3 and len({len(v) for v in drawn}) == 1
+    assert not any(np.array_equal(drawn[i], drawn[j]) for i in range(3) for j in range(i + 1, 3))
 
 
 def test_multilabel_end_to_end(tmp_path):
