@@ -94,6 +94,40 @@ def test_link_prediction_end_to_end(tmp_path):
     assert len(first) == 4 and 0 <= float(first[3]) <= 1
 
 
+def test_link_prediction_without_two_hop_paths_scores_what_exists(tmp_path):
+    """A star schema around papers: a paper's 2-hop neighbours are papers only, so paper-author has no 2-hop
+    negatives. Reported before training, the random-negative metrics are still written, no NaN, no traceback."""
+    write_synthetic_hgb(tmp_path / "data" / "star", task="lp", edge_types=((0, 1), (0, 2), (0, 3)),
+                        lp_relations=(0,), seed=0)
+    out = tmp_path / "run"
+    proc = subprocess.run(["bash", str(HERE / "train.sh"), "--config", "configs/smoke.yaml", "--task", "lp",
+                           "--dataset", "star", "--data_root", tmp_path / "data", "--out_dir", out, "--progress",
+                           "false", "--epochs", "1", "--batch_size", "512", "--val_every", "1", "--beta", "0"],
+                          capture_output=True, text=True, env=ENV, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    log = (out / "log.txt").read_text()
+    assert "relation 0" in log and "no 2-hop paths" in log
+    assert log.index("no 2-hop paths") < log.index("repeat 0:")  # reported before training, not after it
+    m = metrics(out)
+    assert m["test_relations"] == 0 and "test_roc_auc" not in m and "test_mrr" not in m
+    assert m["test_random_relations"] == 1 and 0 <= m["test_random_roc_auc"] <= 1 and 0 < m["test_random_mrr"] <= 1
+
+
+def test_lp_test_sets_with_nothing_to_score_are_a_data_error(tmp_path):
+    from simple_hgn.evaluate import check_lp_test_sets
+
+    from common.errors import DataError
+    data = load_hgb(write_synthetic_hgb(tmp_path / "star", task="lp", edge_types=((0, 1), (0, 2), (0, 3)),
+                                        lp_relations=(0,), seed=0))
+    pos_only = (np.array([0, 1]), np.array([400, 401]), np.array([1, 1]))
+    both = (np.array([0, 0]), np.array([400, 401]), np.array([1, 0]))
+    empty = (np.zeros(0, np.int64),) * 3
+    sets = {"": {0: empty, 1: both}, "random_": {0: pos_only, 1: both}}
+    assert check_lp_test_sets(data, sets) == {"": [0], "random_": [0]}
+    with pytest.raises(DataError, match="nothing can be scored"):
+        check_lp_test_sets(data, {"": {0: empty}, "random_": {0: pos_only}})
+
+
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path):
     """Bit-identical on CPU with --deterministic (multi-threaded scatter-adds otherwise differ in the last bit)."""
     args = ["--config", "configs/smoke.yaml", "--epochs", "16", "--patience", "100", "--progress", "false",
