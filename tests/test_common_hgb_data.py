@@ -3,7 +3,6 @@
 The generator writes the real file format and `load_hgb` (the reader users run) reads it back.
 """
 import shutil
-import time
 import zipfile
 from pathlib import Path
 
@@ -426,10 +425,7 @@ def acm_dir(tmp_path_factory, real_data):
 
 @pytest.mark.realdata
 def test_real_acm(acm_dir):
-    start = time.perf_counter()
     d = load_hgb(acm_dir)
-    seconds = time.perf_counter() - start
-    assert seconds < 30, f"loading ACM took {seconds:.1f} s"
     assert np.diff(d.type_offsets).tolist() == [3025, 5959, 56, 1902] and d.num_nodes == 10942
     assert len(d.edge_src) == 547872 and d.num_edge_types == 8
     assert len(d.train_val_nodes) == 907 and len(d.test_nodes) == 2118

@@ -736,12 +736,14 @@ def write_synthetic_hgb(out_dir, *, num_nodes_per_type=(400, 300, 40, 200), num_
                         edge_types=((0, 0), (0, 1), (1, 0), (0, 2), (2, 0), (0, 3), (3, 0)),
                         feature_dims=(32, 16, 8, 0), mean_degree=3.0, homophily=0.8, feature_signal=1.0,
                         seed=0, label_noise=0.0, shuffle_labels=False, multi_label=False, task="nc",
-                        lp_relations=(1,), lp_test_fraction=0.2):
+                        lp_relations=(1,), lp_test_fraction=0.2, decoy_relations=()):
     """Write a small HGB-format dataset with a planted, learnable signal to `out_dir`; returns its Path.
 
     Every node has a latent class (type 0, the target, is labelled with it). Each node of a relation's head
     type gets 1 + Poisson(mean_degree - 1) links, whose tail has the head's class with probability
-    `homophily` (else a uniform tail), so a node's class can be read off its neighbourhood. Features are
+    `homophily` (else a uniform tail), so a node's class can be read off its neighbourhood. `mean_degree` and
+    `homophily` take one value for all relations or one per relation (in `edge_types` order; a reverse
+    relation copies its forward one, so its own entry is unused). Features are
     `feature_signal * unit class direction + N(0, I)`: weakly informative alone. A relation (b, a) listed
     after (a, b) is written as its exact reverse (a separate type, as in ACM/DBLP); `feature_dims[t] = 0`
     writes 3-field node lines (a featureless type). Every 10th node name is empty.
@@ -752,7 +754,16 @@ def write_synthetic_hgb(out_dir, *, num_nodes_per_type=(400, 300, 40, 200), num_
       permutes the written labels over the targets (a chance-level control).
     task="lp": no label files; link.dat.test holds a random `lp_test_fraction` of the links of each relation
       in `lp_relations` (indices into edge_types), removed from link.dat together with their reverse copies.
-    Deterministic given its arguments.
+
+    Planted edge-type signal (`decoy_relations`, indices into edge_types): a decoy relation's link tails, with
+    probability `homophily`, take a class other than the head's (uniform over the other C - 1), else a
+    uniform class. Give a decoy relation the same head and tail types as a homophilous one and
+    (C - 1) * homophily_h / homophily_d times its mean degree: then, summed over both relations, every class
+    of tail is equally frequent around every head whatever its class, in both directions, so a model that
+    ignores edge types (GCN, GAT) sees no class in the neighbourhood, and the class is read only from which
+    relation a link has. Simple-HGN's edge-type attention term can do that; additive GAT attention cannot
+    select same-class neighbours either (its ranking of the neighbours j is the same for every i).
+    Deterministic given its arguments; the defaults write exactly the files of earlier versions.
     """
     if task not in ("nc", "lp"):
         raise ValueError(f"task must be 'nc' or 'lp', got {task!r}")
@@ -770,6 +781,15 @@ def write_synthetic_hgb(out_dir, *, num_nodes_per_type=(400, 300, 40, 200), num_
         has2 = rng.random(n0) < 0.5
         second[has2] = (cls[:n0][has2] + rng.integers(1, c, has2.sum())) % c
 
+    def per_relation(value, what):
+        if np.ndim(value) and len(value) != len(edge_types):
+            raise ValueError(f"{what} needs one value or one per relation ({len(edge_types)}), got {value}")
+        return np.broadcast_to(np.asarray(value, np.float64), (len(edge_types),))
+
+    degrees, homophilies = per_relation(mean_degree, "mean_degree"), per_relation(homophily, "homophily")
+    if not set(decoy_relations) <= set(range(len(edge_types))):
+        raise ValueError(f"decoy_relations must index edge_types (0..{len(edge_types) - 1}), got {decoy_relations}")
+
     # Links, relation by relation; a reverse relation copies its forward relation transposed.
     rel_links, paired = [], {}
     for r, (a, b) in enumerate(edge_types):
@@ -778,13 +798,15 @@ def write_synthetic_hgb(out_dir, *, num_nodes_per_type=(400, 300, 40, 200), num_
             paired[fwd], paired[r] = r, fwd
             rel_links.append(rel_links[fwd][:, ::-1].copy())
             continue
-        heads = np.repeat(np.arange(offsets[a], offsets[a + 1]), 1 + rng.poisson(mean_degree - 1, counts[a]))
+        heads = np.repeat(np.arange(offsets[a], offsets[a + 1]), 1 + rng.poisson(degrees[r] - 1, counts[a]))
         want = cls[heads].copy()
         if multi_label and a == 0:                          # a two-class target links to both classes
             two = (second[heads - offsets[0]] >= 0) & (rng.random(len(heads)) < 0.5)
             want[two] = second[heads[two] - offsets[0]]
+        if r in decoy_relations:                            # any class but the head's
+            want = (want + rng.integers(1, c, len(heads))) % c
         tails = rng.integers(offsets[b], offsets[b + 1], len(heads))
-        same = rng.random(len(heads)) < homophily
+        same = rng.random(len(heads)) < homophilies[r]
         for k in range(c):
             pool = np.flatnonzero(cls[offsets[b]:offsets[b + 1]] == k) + offsets[b]
             sel = same & (want == k)

@@ -4,6 +4,7 @@ import torch
 import torch.nn.functional as F
 
 from common.data.hgb import sample_random_negatives, test_negatives_random, test_negatives_two_hop
+from common.errors import DataError
 from common.metrics.classification import f1_scores
 from common.metrics.ranking import lp_scores_per_relation
 from common.runtime import autocast
@@ -59,11 +60,62 @@ def official_candidates(data, relation):
     return heads, tails, np.isin(heads * data.num_nodes + tails, test[:, 0] * data.num_nodes + test[:, 1])
 
 
+TEST_SETTINGS = (("", "2-hop"), ("random_", "random"))  # metric-name prefix, negatives
+
+
+def lp_test_sets(data, relations):
+    """The LP test candidates, before any training: {prefix: {relation: (heads, tails, labels)}} for the 2-hop
+    negatives (prefix "", the leaderboard setting, or the official candidate file) and the random ones."""
+    sets = {}
+    for prefix, _ in TEST_SETTINGS:
+        sampler = test_negatives_two_hop if prefix == "" else test_negatives_random
+        sets[prefix] = {}
+        for r in relations:
+            cand = official_candidates(data, r) if prefix == "" else None
+            sets[prefix][r] = cand if cand is not None else sampler(data, r, seed=1)
+    return sets
+
+
+def check_lp_test_sets(data, sets, log=None):
+    """Report every (setting, relation) whose candidate set has no negative or no positive, before training.
+
+    Such a relation cannot be scored (ROC-AUC needs both labels): it is left out of that setting's mean. A
+    relation whose head type reaches no node of its tail type in two steps (e.g. paper-author in a star schema
+    around papers) has no 2-hop negatives at all. Raises ValueError when no setting has a relation left to
+    score (a `DataError` naming link.dat.test); returns {prefix: [unscorable relations]}.
+    """
+    empty = {}
+    for prefix, what in TEST_SETTINGS:
+        empty[prefix] = []
+        for r, (heads, _, labels) in sets[prefix].items():
+            n_pos, n_neg = int((labels != 0).sum()), int((labels == 0).sum())
+            if n_pos and n_neg:
+                continue
+            empty[prefix].append(r)
+            a, b = (int(t) for t in data.link_meta[r])
+            name = data.edge_type_names[r] if r < len(data.edge_type_names) else f"{a}-{b}"
+            msg = (f"relation {r} ({name}): the {what} test set has {n_pos} positives and {n_neg} negatives, so "
+                   f"its {what} ROC-AUC/MRR are not computed")
+            if what == "2-hop" and not n_neg:
+                msg += (f" (no node of type {b} is two links away from a head of type {a}: the relation's "
+                        f"endpoints have no 2-hop paths)")
+            if log is not None:
+                log.warning(msg)
+    if all(len(empty[p]) == len(sets[p]) for p, _ in TEST_SETTINGS):
+        raise DataError(data.root / "link.dat.test", f"expected a test relation with both positive and negative "
+                        f"candidates; none of relations {sorted(sets[''])} has any, so nothing can be scored")
+    return empty
+
+
 @torch.no_grad()
-def lp_test(model, inputs, data, relations, device, amp=False):
+def lp_test(model, inputs, data, relations, device, amp=False, sets=None):
     """ROC-AUC and MRR per test relation, averaged, on the 2-hop negatives (the leaderboard setting, or the
-    official candidate file) and on random negatives. Returns (metrics, (heads, tails, rels, scores) of the
-    2-hop candidates, for the submission file)."""
+    official candidate file) and on random negatives; a relation whose candidates lack positives or
+    negatives is left out of its setting (see `check_lp_test_sets`), and a setting with no relation left
+    has no metrics. `test_<prefix>relations` counts the relations each mean is over. Returns (metrics,
+    (heads, tails, rels, scores) of the 2-hop candidates, for the submission file)."""
+    sets = lp_test_sets(data, relations) if sets is None else sets
+    empty = check_lp_test_sets(data, sets)
     model.eval()
     with autocast(device, amp):
         emb = model.embed(inputs.features, inputs.graph).float()
@@ -73,18 +125,21 @@ def lp_test(model, inputs, data, relations, device, amp=False):
         rel = torch.full((len(heads),), int(r), device=device)
         return torch.sigmoid(model.score(emb, t(heads), t(tails), rel)).cpu().numpy()
 
-    metrics, scored = {}, []
-    for name, sampler in (("", test_negatives_two_hop), ("random_", test_negatives_random)):
-        cols = {"rel": [], "head": [], "tail": [], "label": [], "score": []}
-        for r in relations:
-            cand = official_candidates(data, r) if name == "" else None
-            heads, tails, labels = cand if cand is not None else sampler(data, r, seed=1)
+    metrics, scored = {}, None
+    for prefix, _ in TEST_SETTINGS:
+        cols = {"rel": [np.zeros(0, np.int64)], "head": [np.zeros(0, np.int64)], "tail": [np.zeros(0, np.int64)],
+                "label": [np.zeros(0, np.int64)], "score": [np.zeros(0, np.float32)]}
+        for r, (heads, tails, labels) in sets[prefix].items():
+            if r in empty[prefix]:
+                continue
             for k, v in zip(("rel", "head", "tail", "label", "score"),
                             (np.full(len(heads), r), heads, tails, labels, score(heads, tails, r)), strict=True):
                 cols[k].append(v)
         cols = {k: np.concatenate(v) for k, v in cols.items()}
-        res = lp_scores_per_relation(cols["rel"], cols["head"], cols["label"], cols["score"])
-        metrics[f"test_{name}roc_auc"], metrics[f"test_{name}mrr"] = res["roc_auc"], res["mrr"]
-        if name == "":
+        metrics[f"test_{prefix}relations"] = len(sets[prefix]) - len(empty[prefix])
+        if len(cols["rel"]):
+            res = lp_scores_per_relation(cols["rel"], cols["head"], cols["label"], cols["score"])
+            metrics[f"test_{prefix}roc_auc"], metrics[f"test_{prefix}mrr"] = res["roc_auc"], res["mrr"]
+        if prefix == "":
             scored = (cols["head"], cols["tail"], cols["rel"], cols["score"])
     return metrics, scored

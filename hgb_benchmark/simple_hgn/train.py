@@ -28,7 +28,7 @@ from common.rundir import Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
 
 from .data import dataset_dir, load_dataset, lp_split, model_inputs, nc_splits
-from .evaluate import lp_candidates, lp_test, nc_loss, nc_test
+from .evaluate import check_lp_test_sets, lp_candidates, lp_test, lp_test_sets, nc_loss, nc_test
 from .model import DECODERS, MODELS, SimpleHGNLinkPredictor, build_model
 
 HERE = Path(__file__).resolve().parent
@@ -152,7 +152,7 @@ def train_nc(cfg, run, rep, data, device):
     """One NC repeat (official run_new.py / run_multi.py loop); returns its test metrics."""
     seed_everything(cfg.seed + rep.r, cfg.deterministic)
     inputs = model_inputs(data, cfg, device)
-    splits = nc_splits(data, cfg, device)
+    splits = nc_splits(data, cfg, device, repeat=rep.r)  # a new validation split per repeat
     model = build(cfg, inputs, data.num_classes).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
@@ -197,6 +197,8 @@ def train_lp(cfg, run, rep, data, device):
     rels = cfg.test_relations or sorted(np.unique(data.test_links[:, 2]).tolist())
     train_pos = train_links[np.isin(train_links[:, 2], rels)]
     valid_pos = valid_links[np.isin(valid_links[:, 2], rels)]
+    test_sets = lp_test_sets(data, rels)  # checked before training: an unscorable relation is reported now
+    check_lp_test_sets(data, test_sets, run.log)
     model = build(cfg, inputs, None).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     stopper = EarlyStopping(cfg.patience)
@@ -235,7 +237,7 @@ def train_lp(cfg, run, rep, data, device):
             save_checkpoint(rep.last, rep.state(model, opt, stopper, epoch=epoch + 1, step=step))
     rep.plot("step")
     rep.load_best(model)
-    metrics, scored = lp_test(model, inputs, data, rels, device, cfg.amp)
+    metrics, scored = lp_test(model, inputs, data, rels, device, cfg.amp, sets=test_sets)
     heads, tails, r, scores = scored
     write_lp_submission(run.dir / "submission" / f"{data.name}_{rep.r + 1}.txt", heads, tails, r, scores)
     return {**metrics, "best_val_loss": stopper.best}

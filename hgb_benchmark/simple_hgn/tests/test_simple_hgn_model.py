@@ -174,6 +174,39 @@ def test_lp_model_embedding_and_decoders():
     assert model.encoder.layers[-1].num_heads == 2 and model.encoder.output_res_attn
 
 
+class LargestTensor(torch.overrides.TorchFunctionMode):
+    """Records the largest number of elements of any tensor a torch function returns inside the block."""
+
+    def __init__(self):
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+def test_bilinear_decoder_groups_by_relation_with_official_scores_and_no_per_link_matrix():
+    """Issue 13: the official DistMult gathers W[rel], (B, d, d). Same scores and gradients, per-link memory O(d)."""
+    torch.manual_seed(0)
+    b, d, num_rel = 96, 16, 5
+    bil = Bilinear(num_rel, d)
+    u, v = torch.randn(b, d, requires_grad=True), torch.randn(b, d, requires_grad=True)
+    rel = torch.randint(0, num_rel - 1, (b,))  # shuffled relations; relation num_rel - 1 never occurs
+    official = torch.bmm(torch.bmm(u.unsqueeze(1), bil.W[rel]), v.unsqueeze(2)).squeeze()  # LP GNN.py DistMult
+    grads = torch.autograd.grad(official.pow(2).sum(), (u, v, bil.W))
+    with LargestTensor() as mode:
+        ours = bil(u, v, rel)
+    torch.testing.assert_close(ours, official)
+    for a, g in zip(torch.autograd.grad(ours.pow(2).sum(), (u, v, bil.W)), grads, strict=True):
+        torch.testing.assert_close(a, g)
+    assert mode.largest <= max(b * d, num_rel * d * d), mode.largest  # never (B, d, d)
+    assert bil(u[:0], v[:0], rel[:0]).shape == (0,)
+
+
 def test_deterministic_under_fixed_seed():
     graph, _ = random_graph(n=8)
 
