@@ -27,3 +27,15 @@ layout:
 
 clean-runs:
 	rm -rf runs
+
+# `make bench`: every method's bench against its peer (common/bench_all.py) -> bench/results.{json,md}.
+# PYTHON given explicitly (PYTHON=python3 make bench) runs that interpreter and skips the venv;
+# BENCH_ARGS passes options through, e.g. BENCH_ARGS="--size tiny --device cpu".
+.PHONY: bench
+ifeq ($(origin PYTHON),file)
+bench: $(STAMP)
+	$(PY) -m common.bench_all --out bench $(BENCH_ARGS)
+else
+bench:
+	$(PYTHON) -m common.bench_all --out bench $(BENCH_ARGS)
+endif
