@@ -222,6 +222,21 @@ def parse_ipt(out, size):
     return recs
 
 
+def parse_ofa_prompt(out, size):
+    """prompt_tuning/ofa_prompt/bench.py: prompt-tuning step vs fine-tuning step (the paper's comparison) and
+    beam-search latency."""
+    cases = {c["case"]: c for c in out.get("cases", [])}
+    shape = out.get("shape", {})
+    where = f"OFA-{shape.get('model')}, {shape.get('image')} px, batch {shape.get('batch')}"
+    prompt, ft, beam = cases.get("train_prompt", {}), cases.get("train_finetune", {}), cases.get("beam5_16_tokens", {})
+    ms = lambda c, k: None if c.get(k) is None else 1000 * c[k]  # noqa: E731
+    return [record("prompt_vs_finetune", where, ms(prompt, "step_s"), prompt.get("peak_mb"),
+                   peer="full fine-tuning step (ours)", peer_ms=ms(ft, "step_s"), peer_mb=ft.get("peak_mb"),
+                   goal="(reported, no goal: the paper's Table 5 compares GPU-hours)"),
+            record("beam5_16_tokens", where, ms(beam, "latency_s"), None, peer="",
+                   peer_error="no peer for this case", goal="(reported, no goal)")]
+
+
 @dataclasses.dataclass
 class Method:
     """One benchmarked method: how to run its bench.sh at each size and how to read what it writes."""
@@ -282,6 +297,14 @@ METHODS = [
                   "paper": ["ptuning_v2_vs_peft", "ipt_vs_ptuning_v2"]}, parse=parse_ipt,
            goal="train tokens/s vs PEFT prefix tuning on transformers' BERT: >= 1.0x; IPT <= 1.2x P-tuning v2",
            budget_s={"tiny": 60, "paper": 90}, no_peer=["--cases", "finetune,ptuning_v2,ipt_prefix"]),
+    Method("ofa_prompt", "prompt_tuning/ofa_prompt",
+           args={"tiny": ["--size", "tiny", "--prompt_length", "16", "--steps", "1", "--warmup", "1"],
+                 "paper": ["--size", "paper", "--steps", "10", "--warmup", "2"]},
+           cases={"tiny": ["prompt_vs_finetune", "beam5_16_tokens"],
+                  "paper": ["prompt_vs_finetune", "beam5_16_tokens"]}, parse=parse_ofa_prompt,
+           goal="train step of prompt tuning vs full fine-tuning on OFA-base shapes, and beam-search latency "
+                "(reported)",
+           budget_s={"tiny": 90, "paper": 120}),
 ]
 
 
@@ -470,10 +493,10 @@ def main(argv=None):
         records += recs
         infos.append(info)
         print(f"[bench_all] {m.name}: {len(recs)} case(s) in {info['seconds']} s", flush=True)
+    command = " ".join([Path(sys.executable).name, "-m", "common.bench_all", *(argv or sys.argv[1:])])
     report = {"size": size, "device": device, "cuda_tests": cuda_tests, "records": records, "methods": infos,
               "env": {"device": device_name(device), "torch": torch.__version__, "python": platform.python_version(),
-                      "date": time.strftime("%Y-%m-%d"), "command": " ".join([Path(sys.executable).name, "-m",
-                                                                               "common.bench_all", *(argv or sys.argv[1:])])}}
+                      "date": time.strftime("%Y-%m-%d"), "command": command}}
     (out_dir / "results.json").write_text(json.dumps(report, indent=2) + "\n")
     md = format_markdown(report)
     (out_dir / "results.md").write_text(md)

@@ -87,7 +87,7 @@ def check_lp_test_sets(data, sets, log=None):
     empty = {}
     for prefix, what in TEST_SETTINGS:
         empty[prefix] = []
-        for r, (heads, _, labels) in sets[prefix].items():
+        for r, (_heads, _, labels) in sets[prefix].items():
             n_pos, n_neg = int((labels != 0).sum()), int((labels == 0).sum())
             if n_pos and n_neg:
                 continue
