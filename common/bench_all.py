@@ -237,6 +237,60 @@ def parse_ofa_prompt(out, size):
                    peer_error="no peer for this case", goal="(reported, no goal)")]
 
 
+def parse_dsnet(out, size):
+    """distillation/dsnet/bench.py: batch-1 latency; each sliced width vs the same width as a dense network, and the
+    gated network routed to its slimmest width vs the full network."""
+    rows, recs = out.get("rows", {}), []
+    where = f"DS-MBNet, batch 1, {out.get('image_size')} px"
+    for name in sorted((k for k in rows if k.startswith("width_")), key=lambda k: int(k.split("_")[1])):
+        i = name.split("_")[1]
+        dense = rows.get(f"dense_{i}", {})
+        rec = record(f"sliced_vs_dense_width_{i}", where, rows[name]["median_ms"], None,
+                     peer=f"standalone dense width {i}", peer_ms=dense.get("median_ms"),
+                     peer_error=None if dense else "not measured", goal="<= 1.2x the dense network")
+        rec["passed"] = _le(rec["time_ratio"], 1.2)
+        recs.append(rec)
+    full, slim = rows.get(f"width_{out.get('full_width')}", {}), rows.get("gated_slimmest", {})
+    rec = record("gated_slimmest_vs_full", where, slim.get("median_ms"), None, peer="full network (sliced)",
+                 peer_ms=full.get("median_ms"), peer_error=None if full else "not measured",
+                 goal=">= 1.5x faster than the full network")
+    rec["passed"] = _le(rec["time_ratio"], 1 / 1.5)
+    return recs + [rec]
+
+
+def parse_ickd(out, size):
+    """distillation/ickd/bench.py: one ICKD step vs one KD step on the same pair and batch."""
+    steps = {s["step"]: s for s in out.get("steps", [])}
+    ms = lambda s: None if not s else 1000 * out["batch_size"] / s["images_per_s"]  # noqa: E731
+    kd, ickd = steps.get("kd"), steps.get("ickd")
+    rec = record("ickd_vs_kd", f"{out.get('pair')}, batch {out.get('batch_size')}", ms(ickd),
+                 (ickd or {}).get("peak_mb"), peer="KD step (ours, RepDistiller's recipe)", peer_ms=ms(kd),
+                 peer_mb=(kd or {}).get("peak_mb"), peer_error=None if kd else "not measured",
+                 goal="ICKD step <= 1.15x a KD step")
+    rec["passed"] = _le(rec["time_ratio"], 1.15)
+    return [rec]
+
+
+def parse_bvton(out, size):
+    """virtual_tryon/bvton/bench.py: end-to-end inference and each stage's training step; DAFlow's own bench.sh
+    runs beside it in the same run and times SDAFN training steps (not inference), the peer of the step rows."""
+    rows = {r["case"]: r for r in out.get("rows", [])}
+    daflow = ((out.get("daflow") or {}).get("result") or {}).get("rows", [])
+    ref = next((r for r in daflow if r.get("backend") == "reference"), daflow[0] if daflow else None)
+    where = lambda r: f"{r.get('height')}x{r.get('width')} b{r.get('batch')}" if r else ""  # noqa: E731
+    inf = rows.get("inference")
+    recs = [record("inference", where(inf), (inf or {}).get("ms"), (inf or {}).get("peak_mib"), peer="",
+                   peer_error="DAFlow's bench times training steps, not inference", goal="(reported, no goal)")]
+    for stage in ("flow", "mask", "synth"):
+        r = rows.get(stage)
+        recs.append(record(f"{stage}_step", where(r), (r or {}).get("ms"), (r or {}).get("peak_mib"),
+                           peer=f"DAFlow train step ({where(ref)}, reference warp)" if ref else "",
+                           peer_ms=(ref or {}).get("ms_per_step"), peer_mb=(ref or {}).get("peak_mib"),
+                           peer_error=None if ref else ((out.get("daflow") or {}).get("error") or "not measured"),
+                           goal="(reported: what BVTON's quality costs beside DAFlow)"))
+    return recs
+
+
 @dataclasses.dataclass
 class Method:
     """One benchmarked method: how to run its bench.sh at each size and how to read what it writes."""
@@ -297,6 +351,28 @@ METHODS = [
                   "paper": ["ptuning_v2_vs_peft", "ipt_vs_ptuning_v2"]}, parse=parse_ipt,
            goal="train tokens/s vs PEFT prefix tuning on transformers' BERT: >= 1.0x; IPT <= 1.2x P-tuning v2",
            budget_s={"tiny": 60, "paper": 90}, no_peer=["--cases", "finetune,ptuning_v2,ipt_prefix"]),
+    Method("dsnet", "distillation/dsnet",
+           args={"tiny": ["--image_size", "64", "--widths", "0,13", "--iters", "2", "--warmup", "1"], "paper": []},
+           cases={"tiny": ["sliced_vs_dense_width_0", "sliced_vs_dense_width_13", "gated_slimmest_vs_full"],
+                  "paper": [f"sliced_vs_dense_width_{i}" for i in range(14)] + ["gated_slimmest_vs_full"]},
+           parse=parse_dsnet,
+           goal="batch-1 latency: a sliced width within 1.2x of the same dense network; gated routed to the "
+                "slimmest width >= 1.5x faster than the full network",
+           budget_s={"tiny": 60, "paper": 120}),
+    Method("ickd", "distillation/ickd",
+           args={"tiny": ["--teacher", "resnet8x4", "--student", "resnet8", "--batch_size", "8", "--iters", "1",
+                          "--warmup", "1"],
+                 "paper": []},
+           cases={"tiny": ["ickd_vs_kd"], "paper": ["ickd_vs_kd"]}, parse=parse_ickd,
+           goal="one ICKD step vs one KD step, resnet32x4->resnet8x4, batch 64: <= 1.15x",
+           budget_s={"tiny": 60, "paper": 90}),
+    Method("bvton", "virtual_tryon/bvton",
+           args={"tiny": ["--preset", "smoke", "--steps", "1", "--warmup", "1"], "paper": ["--preset", "paper"]},
+           cases={"tiny": ["inference", "flow_step", "mask_step", "synth_step"],
+                  "paper": ["inference", "flow_step", "mask_step", "synth_step"]}, parse=parse_bvton,
+           goal="end-to-end inference and each stage's training step at 1024x768, beside DAFlow's train step "
+                "(reported)",
+           budget_s={"tiny": 120, "paper": 300}),
     Method("ofa_prompt", "prompt_tuning/ofa_prompt",
            args={"tiny": ["--size", "tiny", "--prompt_length", "16", "--steps", "1", "--warmup", "1"],
                  "paper": ["--size", "paper", "--steps", "10", "--warmup", "2"]},
