@@ -15,7 +15,7 @@ from common.checkpoint import load_checkpoint, restore_training_state, save_chec
 from common.config import RunConfig, config_to_dict, option, parse_config
 from common.data.tryon import DRESSCODE_CATEGORIES, LAYOUTS
 from common.distributed import cleanup_distributed, distributed_sampler, init_distributed, wrap_ddp
-from common.errors import exit_on_user_error
+from common.errors import ConfigError, exit_on_user_error
 from common.ops.flow_warp import BACKENDS
 from common.rundir import Run, check_finite
 from common.runtime import autocast, maybe_compile, seed_everything
@@ -98,6 +98,9 @@ def main(argv=None):
     loader = torch.utils.data.DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, drop_last=True,
                                          num_workers=cfg.num_workers,
                                          persistent_workers=False)
+    if len(loader) == 0:  # drop_last: fewer pairs than one batch would train zero steps and still write metrics
+        raise ConfigError(f"{len(train_set)} training pairs (per process) give no full batch of --batch_size "
+                          f"{cfg.batch_size}: lower --batch_size or add training pairs")
     model = build_model(cfg, device).to(device)
     criterion = build_loss(cfg).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -94,6 +94,16 @@ def test_resume_ends_with_the_same_weights(tmp_path):
         assert torch.equal(a["model"][k], b["model"][k]), k
 
 
+def test_fewer_pairs_than_one_batch_is_refused_before_training(tmp_path, capsys):
+    """drop_last with fewer pairs than --batch_size would train zero steps and still write metrics.json."""
+    args = ["--config", str(HERE / "configs" / "smoke.yaml"), "--synthetic_train", "3", "--synthetic_test", "2",
+            "--batch_size", "4", "--progress", "false", "--out_dir", str(tmp_path / "run")]
+    with pytest.raises(SystemExit) as err:
+        train_main(args)
+    assert err.value.code == 2 and "--batch_size 4" in capsys.readouterr().err
+    assert not (tmp_path / "run" / "metrics.json").exists()
+
+
 @pytest.mark.parametrize("name,size", [("viton_256", (256, 192)), ("viton_hd_512", (512, 384)),
                                        ("viton_hd_1024", (1024, 768))])
 def test_paper_configs_parse(name, size):
