@@ -89,6 +89,23 @@ def test_resume_after_a_kill_is_bit_identical(tmp_path, monkeypatch):
         json.loads((tmp_path / "cut" / "metrics.json").read_text())
 
 
+def test_several_seeds_report_mean_and_std_of_the_per_seed_results(tmp_path):
+    """`--seeds 0 1`: one student per seed in checkpoints/seed<s>/, metrics.json holds their mean and std."""
+    import statistics
+
+    args = ["--config", "configs/smoke.yaml", "--progress", "false", "--synthetic_train_per_class", "8",
+            "--teacher_epochs", "1", "--epochs", "1", "--seeds", "0", "1", "--out_dir", str(tmp_path / "run")]
+    ickd_train.main(args)
+    per_seed = [json.loads((tmp_path / "run" / "checkpoints" / f"seed{s}" / "result.json").read_text())
+                for s in (0, 1)]
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    tops = [r["test_top1"] for r in per_seed]
+    assert metrics["seeds"] == 2
+    assert metrics["test_top1"] == pytest.approx(sum(tops) / 2)
+    assert metrics["test_top1_std"] == pytest.approx(statistics.pstdev(tops), abs=1e-12)   # np.std, as ipwd
+    assert (tmp_path / "run" / "checkpoints" / "best.pt").exists()      # seed 0's, for eval.sh
+
+
 def test_configs_carry_the_official_weights():
     configs = sorted((ickd_train.HERE / "configs").glob("*.yaml"))
     names = {p.stem for p in configs}
