@@ -3,11 +3,15 @@
 Not a test. Needs the official OFA-Sys/DAFlow `models/sdafnet.py` (commit f463888) saved as `sdafnet_official.py`
 in the folder given as SRC (pure PyTorch, nothing to stub). Usage: python dump_official_keys.py SRC OUT.json
 """
+import importlib.util
 import json
 import sys
+from pathlib import Path
 
-sys.path.insert(0, sys.argv[1])
-from sdafnet_official import SDAFNet_Tryon  # noqa: E402
+spec = importlib.util.spec_from_file_location("sdafnet_official", Path(sys.argv[1]) / "sdafnet_official.py")
+official = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(official)
+SDAFNet_Tryon = official.SDAFNet_Tryon
 
 model = SDAFNet_Tryon(ref_in_channel=6)  # as train_SDAFNet_viton.py builds it (head_nums default 6)
 keys = [[k, list(v.shape)] for k, v in model.state_dict().items()]
