@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from common import bench_all
 
@@ -34,6 +35,28 @@ def test_make_bench_tiny_on_cpu_reports_every_method_and_case(tmp_path):
         assert r["passed"] is None and r["goal"] and r["torch"] and r["device"].startswith("CPU"), r
     table = (out / "results.md").read_text()
     assert all(f"| {m.name} |" in table for m in bench_all.METHODS)
+    assert bench_all.format_markdown(report) == table
+    # each adapter, called on the raw JSON its bench wrote, gives back the reported numbers
+    parsers = [bench_all.parse_simple_hgn, bench_all.parse_ipwd, bench_all.parse_ino, bench_all.parse_daflow,
+               bench_all.parse_consistent_teacher, bench_all.parse_ipt, bench_all.parse_dsnet, bench_all.parse_ickd,
+               bench_all.parse_bvton, bench_all.parse_ofa_prompt]
+    assert [m.parse for m in bench_all.METHODS] == parsers
+    reported = {(r["method"], r["case"]): r for r in report["records"]}
+    for m, parse in zip(bench_all.METHODS, parsers, strict=True):
+        raw = out / "raw" / (f"{m.name}/bench.json" if m.out_flag == "--out_dir" else f"{m.name}.json")
+        for rec in parse(json.loads(raw.read_text()), "tiny"):
+            assert rec["ours_ms"] == reported[(m.name, rec["case"])]["ours_ms"], (m.name, rec["case"])
+            assert rec["peer_ms"] == reported[(m.name, rec["case"])]["peer_ms"], (m.name, rec["case"])
+
+
+def test_helpers_device_name_run_process_and_cuda_tests(tmp_path):
+    assert bench_all.device_name("cpu").startswith("CPU ")
+    rc, seconds = bench_all.run_process(["bash", "-c", "echo hello; exit 3"], tmp_path / "log", 30, dict(os.environ))
+    assert rc == 3 and seconds >= 0 and (tmp_path / "log").read_text() == "hello\n"
+    rc, _ = bench_all.run_process(["sleep", "30"], tmp_path / "log2", 0.5, dict(os.environ))
+    assert rc is None                                                # over budget: killed, reported as None
+    if not torch.cuda.is_available():
+        assert bench_all.run_cuda_tests(dict(os.environ), 10) == {"ran": False, "reason": "no CUDA device"}
 
 
 def fake_method(tmp_path, script, **kw):
