@@ -3,6 +3,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parent
 
@@ -20,3 +21,12 @@ def real_data():
         return path
 
     return find
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_torch_threads():
+    """Entry points called in-process set torch's thread count (`--cpu_threads`, smoke configs); give every test
+    module the count it started with back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)

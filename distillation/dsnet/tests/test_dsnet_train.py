@@ -18,14 +18,6 @@ from common.config import parse_config
 SMALL = ["--synthetic_train_per_class", "16", "--synthetic_test_per_class", "8", "--bn_recal_batches", "2"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    """The smoke config sets torch's thread count in this process; give the other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "train"

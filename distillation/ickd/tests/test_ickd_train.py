@@ -13,13 +13,6 @@ from ickd import train as ickd_train
 from common.config import parse_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("ickd_smoke") / "train"

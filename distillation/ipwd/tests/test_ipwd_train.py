@@ -9,14 +9,6 @@ from ipwd import eval as ipwd_eval
 from ipwd import train as ipwd_train
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_torch_threads():
-    """The smoke config sets torch's thread count in this process; give the other tests theirs back."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke") / "train"
