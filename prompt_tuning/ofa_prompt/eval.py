@@ -2,7 +2,11 @@
 
 The checkpoint holds the tuned parameters and buffers plus the path of the backbone they started from
 (`init_checkpoint`); the model is rebuilt from that backbone with the training config, then the tuned state is
-loaded. Writes metrics.json (`test_accuracy` or `test_vqa_score`) and predictions.jsonl.
+loaded. A `last.pt` of a run with EMA and `ema_eval` is evaluated with its averaged weights, as training validated
+them (`best.pt` already holds them). Writes metrics.json (`<split>_accuracy`, `<split>_vqa_score`, ...) and
+predictions.jsonl. `--eval_file` scores another TSV of the task folder, e.g. RefCOCO's testB:
+
+    bash eval.sh --checkpoint RUN/checkpoints/best.pt --eval_file refcoco_testB.tsv --out_dir runs/testB
 """
 import dataclasses
 from pathlib import Path
@@ -25,6 +29,8 @@ class EvalConfig(RunConfig):
     checkpoint: str = option("", "a training run's checkpoints/best.pt or last.pt")
     split: str = option("test", "which file of the training config to evaluate", choices=("val", "test"))
     data_root: str = option("", "override the training run's data_root")
+    eval_file: str = option("", "a TSV inside the task folder to score instead of the split's file (metrics keep "
+                            "the --split prefix)")
 
 
 @exit_on_user_error
@@ -45,11 +51,14 @@ def main(argv=None):
     folder = task_folder(train_cfg)
     task = reader_task(train_cfg)
     model, tok, _ = build(train_cfg, folder)
-    model.load_state_dict(ckpt["model"], strict=False)
+    weights = ckpt["model"]
+    if ckpt.get("ema") is not None and train_cfg.ema_eval:            # last.pt of an EMA run
+        weights = {k: v.to(weights[k]) for k, v in ckpt["ema"]["shadow"].items()}
+    model.load_state_dict(weights, strict=False)
     model.to(device)
     train_rows = read_tsv(folder / train_cfg.train_file, task)
     answers = sorted({a for r in train_rows for a in r.fields[1]}) if task == "vqa" else None
-    rows = read_tsv(folder / getattr(train_cfg, f"{cfg.split}_file"), task)
+    rows = read_tsv(folder / (cfg.eval_file or getattr(train_cfg, f"{cfg.split}_file")), task)
     data = TaskDataset(rows, task, tok, train_cfg.patch_image_size, train_cfg.max_src_len, train_cfg.max_tgt_len,
                        train_cfg.max_image_size, answers=answers)
     result = evaluate(model, data, tok, task, device, train_cfg, out_dir=run.dir if run.is_main else None)

@@ -51,6 +51,8 @@ class OFAConfig:
     dropout: float = 0.0               # arch default 0.0; the task scripts use 0.1 (set by the config)
     attention_dropout: float = 0.0
     activation_dropout: float = 0.0
+    drop_path_rate: float = 0.0        # stochastic depth, linear 0 -> rate over each stack's layers (UT:659-665);
+    #                                    arch default 0.0, the task scripts 0.2 (0.1 caption), set by the config
     padding_idx: int = 1
     # prompt tuning (UT:100-139, 542-551, 1231-1240): K/V prefixes in every self-attention layer
     encoder_prompt_length: int = 0     # 0: no encoder prompt
@@ -189,6 +191,31 @@ class Adapter(nn.Module):
 # ---------------------------------------------------------------------------------------------------------------
 # attention and layers
 
+class DropPath(nn.Module):
+    """Stochastic depth per sample on a residual branch (UTL:19-35, `drop_path`): in training each sample's branch
+    is zeroed with probability p and the kept ones are scaled by 1 / (1 - p); identity in eval mode or at p = 0.
+    (The official tensors are [T, B, C] with mask shape (1, B, 1); ours are [B, T, C] with mask (B, 1, 1).)"""
+
+    def __init__(self, p=0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if self.p == 0.0 or not self.training:
+            return x
+        keep = 1.0 - self.p
+        mask = (keep + torch.rand(x.shape[0], 1, 1, dtype=x.dtype, device=x.device)).floor_()
+        return x.div(keep) * mask
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+def drop_path_rates(rate, layers):
+    """Per-layer rates, linearly spaced from 0 to `rate` (UT:659-665, 1310-1320)."""
+    return [float(r) for r in torch.linspace(0, rate, layers)]
+
+
 class MultiheadAttention(nn.Module):
     """OFA attention (MHA:117-407): q scaled by (hd * 2)^-0.5, an additive bias on the real key columns only,
     prompt K/V prepended (never cached), fp32 softmax, and NormFormer's per-head scale `c_attn`."""
@@ -250,7 +277,7 @@ class MultiheadAttention(nn.Module):
 class EncoderLayer(nn.Module):
     """Pre-LN encoder layer with NormFormer's attn_ln and ffn_layernorm (UTL:222-292)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, drop_path=0.0):
         super().__init__()
         d = cfg.embed_dim
         self.self_attn = MultiheadAttention(d, cfg.heads, cfg.attention_dropout, cfg.attn_scale_factor)
@@ -263,6 +290,7 @@ class EncoderLayer(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
         self.activation_dropout = nn.Dropout(cfg.activation_dropout)
         self.adapter = Adapter(d, cfg.adapter_dim) if cfg.adapter_dim else None
+        self.drop_path = DropPath(drop_path)                # residual_connection: residual + drop_path(x) (UTL:196)
 
     def ffn(self, x):
         """final_layer_norm -> fc1 -> GELU (in fp32) -> ffn_layernorm -> fc2 [-> adapter] (UTL:273-286)."""
@@ -273,16 +301,16 @@ class EncoderLayer(nn.Module):
     def forward(self, x, padding_mask, attn_bias, prompt_kv=None):
         h = self.self_attn_layer_norm(x)
         h = self.self_attn(h, h, key_padding_mask=padding_mask, attn_bias=attn_bias, prompt_kv=prompt_kv)
-        x = x + self.dropout(self.attn_ln(h))
-        return x + self.ffn(x)
+        x = x + self.drop_path(self.dropout(self.attn_ln(h)))
+        return x + self.drop_path(self.ffn(x))
 
 
 class DecoderLayer(EncoderLayer):
     """Pre-LN decoder layer: self-attn (self_attn_ln), cross-attn `encoder_attn` (cross_attn_ln), FFN
     (UTL:431-581). Prompts enter the self-attention only."""
 
-    def __init__(self, cfg):
-        super().__init__(cfg)
+    def __init__(self, cfg, drop_path=0.0):
+        super().__init__(cfg, drop_path)
         d = cfg.embed_dim
         del self.attn_ln
         self.self_attn_ln = nn.LayerNorm(d)
@@ -295,12 +323,12 @@ class DecoderLayer(EncoderLayer):
         h = self.self_attn_layer_norm(x)
         h = self.self_attn(h, h, key_padding_mask=padding_mask, attn_bias=self_bias, attn_mask=self_mask,
                            prompt_kv=prompt_kv, cache=None if cache is None else cache.setdefault("self", {}))
-        x = x + self.dropout(self.self_attn_ln(h))
+        x = x + self.drop_path(self.dropout(self.self_attn_ln(h)))
         h = self.encoder_attn_layer_norm(x)
         h = self.encoder_attn(h, enc, key_padding_mask=enc_padding_mask, attn_bias=cross_bias,
                               cache=None if cache is None else cache.setdefault("cross", {}), static_kv=True)
-        x = x + self.dropout(self.cross_attn_ln(h))
-        return x + self.ffn(x)
+        x = x + self.drop_path(self.dropout(self.cross_attn_ln(h)))
+        return x + self.drop_path(self.ffn(x))
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -374,7 +402,8 @@ class Encoder(_Stack):
         self.patch_layernorm_embedding = nn.LayerNorm(d)
         self.pos_q_linear = nn.Linear(d, d)
         self.pos_k_linear = nn.Linear(d, d)
-        self.layers = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.encoder_layers))
+        self.layers = nn.ModuleList(EncoderLayer(cfg, p)
+                                    for p in drop_path_rates(cfg.drop_path_rate, cfg.encoder_layers))
 
     def forward(self, src_tokens, patch_images=None, patch_masks=None):
         """src_tokens [B, T] (pad = 1); patch_images [B, 3, H, W] or None; patch_masks [B] bool (False: no image).
@@ -430,7 +459,8 @@ class Decoder(_Stack):
         self.self_pos_k_linear = nn.Linear(d, d)
         self.cross_pos_q_linear = nn.Linear(d, d)
         self.cross_pos_k_linear = nn.Linear(d, d)
-        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.decoder_layers))
+        self.layers = nn.ModuleList(DecoderLayer(cfg, p)
+                                    for p in drop_path_rates(cfg.drop_path_rate, cfg.decoder_layers))
 
     def forward(self, prev_tokens, encoder_out, cache=None):
         """prev_tokens [B, T] (starting with <s>); with `cache` (a dict, filled in place) only the last position

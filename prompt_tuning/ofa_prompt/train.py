@@ -14,6 +14,7 @@ pretrained checkpoint that cannot be downloaded here, pretrains a small OFA on t
 (`synthetic_pretrain_steps`, full fine-tuning) and saves it in the fairseq checkpoint layout; the prompt run then
 loads it through the official-checkpoint loader.
 """
+import contextlib
 import dataclasses
 import json
 import os
@@ -21,15 +22,23 @@ from pathlib import Path
 
 import torch
 
-from common.checkpoint import load_checkpoint, save_checkpoint
+from common.checkpoint import capture_rng_state, load_checkpoint, restore_rng_state, save_checkpoint
 from common.config import RunConfig, config_to_dict, option, parse_config
-from common.distributed import barrier, cleanup_distributed, distributed_sampler, init_distributed, wrap_ddp
+from common.distributed import (
+    all_reduce_mean,
+    barrier,
+    cleanup_distributed,
+    distributed_sampler,
+    init_distributed,
+    wrap_ddp,
+)
 from common.errors import ConfigError, DataError, exit_on_user_error
 from common.rundir import Run, check_finite
 from common.runtime import autocast, seed_everything
 
 from .checkpoint import build_from_official
 from .data import TaskDataset, collate, read_tsv, write_synthetic_vqa
+from .ema import EMA
 from .evaluate import evaluate
 from .generate import answer_trie
 from .losses import answer_constraint_mask, label_smoothed_loss
@@ -44,8 +53,10 @@ TASKS = ("refcoco", "snli_ve", "caption", "vqa", "synthetic")
 @dataclasses.dataclass
 class OFAPromptConfig(RunConfig):
     task: str = option("refcoco", "task (synthetic: generated VQA-format task for smoke runs)", choices=TASKS)
-    data_root: str = option("", "folder holding <task>/{train,val,test}.tsv; default $DATA_ROOT (synthetic: "
+    data_root: str = option("", "folder holding <task_dir>/{train,val,test}.tsv; default $DATA_ROOT (synthetic: "
                             "<out_dir>/data, generated once)")
+    task_dir: str = option("", "folder of the task's TSV files inside data_root (default: the task name; the "
+                           "official download: refcoco_data, refcocoplus_data, snli_ve_data, caption_data, vqa_data)")
     train_file: str = option("train.tsv", "training TSV inside the task folder")
     val_file: str = option("val.tsv", "validation TSV (model selection)")
     test_file: str = option("test.tsv", "test TSV (reported)")
@@ -61,6 +72,8 @@ class OFAPromptConfig(RunConfig):
     prompt_dim: int = option(0, "reparameterisation width (0: 2 * embed_dim)")
     adapter_dim: int = option(100, "adapter bottleneck for --tuning adapter (official script: 100)")
     dropout: float = option(0.1, "backbone dropout (task scripts: 0.1)")
+    drop_path_rate: float = option(0.2, "encoder/decoder stochastic depth, linear 0 -> rate over the layers (task "
+                                   "scripts: 0.2; caption 0.1)")
     patch_image_size: int = option(480, "square input resolution")
     max_image_size: int = option(512, "RefCOCO: box coordinates are divided by this before binning")
     max_src_len: int = option(80, "source words kept")
@@ -72,6 +85,10 @@ class OFAPromptConfig(RunConfig):
     weight_decay: float = option(0.01, "decoupled weight decay")
     clip_norm: float = option(1.0, "gradient clipping (0: off)")
     label_smoothing: float = option(0.1, "epsilon of the label-smoothed cross-entropy (SNLI-VE: 0.0)")
+    ema_decay: float = option(0.0, "EMA of the tuned weights after every step (0: off; the VQA script: 0.9999)")
+    ema_start_update: int = option(0, "updates before the EMA starts averaging (until then it copies)")
+    ema_eval: bool = option(True, "with EMA on, validate, select and test the averaged weights (official "
+                            "--uses-ema); best.pt then holds the averaged weights")
     beam: int = option(5, "beam size for generation tasks")
     eval_batch_size: int = option(16, "examples per evaluation batch")
     synthetic_pretrain_steps: int = option(300, "synthetic: full fine-tuning steps of the generated backbone")
@@ -82,7 +99,7 @@ def task_folder(cfg):
     if cfg.task == "synthetic":
         return Path(cfg.data_root) if cfg.data_root else Path(cfg.out_dir) / "data"
     root = Path(cfg.data_root or os.environ.get("DATA_ROOT", "data"))
-    return root / cfg.task
+    return root / (cfg.task_dir or cfg.task)
 
 
 def reader_task(cfg):
@@ -132,7 +149,8 @@ def prepare_synthetic(cfg, log):
 
 def model_overrides(cfg, tok):
     base = dict(SIZES[cfg.size])
-    base.update(vocab_size=tok.vocab_size, dropout=cfg.dropout, encoder_prompt_length=cfg.encoder_prompt_length,
+    base.update(vocab_size=tok.vocab_size, dropout=cfg.dropout, drop_path_rate=cfg.drop_path_rate,
+                encoder_prompt_length=cfg.encoder_prompt_length,
                 decoder_prompt_length=cfg.decoder_prompt_length, prompt_projection=cfg.prompt_projection,
                 prompt_dim=cfg.prompt_dim, adapter_dim=cfg.adapter_dim if cfg.tuning == "adapter" else 0)
     base.update(cfg.arch)
@@ -140,7 +158,7 @@ def model_overrides(cfg, tok):
 
 
 def prompt_overrides(cfg):
-    return dict(dropout=cfg.dropout, encoder_prompt_length=cfg.encoder_prompt_length,
+    return dict(dropout=cfg.dropout, drop_path_rate=cfg.drop_path_rate, encoder_prompt_length=cfg.encoder_prompt_length,
                 decoder_prompt_length=cfg.decoder_prompt_length, prompt_projection=cfg.prompt_projection,
                 prompt_dim=cfg.prompt_dim, adapter_dim=cfg.adapter_dim if cfg.tuning == "adapter" else 0)
 
@@ -165,7 +183,7 @@ def build(cfg, folder):
 
 
 def batch_loss(model, batch, trie, eps, device="cpu"):
-    """Label-smoothed loss of a batch, normalised by its target tokens (criterion, CRIT:199-264)."""
+    """(label-smoothed loss of a batch normalised by its target tokens, target tokens) (CRIT:199-264)."""
     src, prev, target = batch["src"].to(device), batch["prev"].to(device), batch["target"].to(device)
     logits = model(src, prev, batch["image"].to(device))                      # [B, T, V]
     allowed = answer_constraint_mask(batch["samples"], logits.shape, trie) if trie is not None else None
@@ -177,6 +195,20 @@ def tuned_state(model, names):
     """What training changes: the tuned parameters and every buffer (BatchNorm statistics)."""
     buffers = {k for k, _ in model.named_buffers()}
     return {k: v for k, v in model.state_dict().items() if k in names or k in buffers}
+
+
+@contextlib.contextmanager
+def weights_loaded(model, state):
+    """Run the block with `state` (a partial state dict, or None: unchanged) loaded, then restore the live weights."""
+    if state is None:
+        yield
+        return
+    live = {k: v.detach().clone() for k, v in model.state_dict().items() if k in state}
+    model.load_state_dict(state, strict=False)
+    try:
+        yield
+    finally:
+        model.load_state_dict(live, strict=False)
 
 
 def schedule(warmup, total):
@@ -216,6 +248,7 @@ def main(argv=None):
                  cfg.task, *(len(d) for d in data.values()), init or "random init", n_train, n_all,
                  100 * n_train / n_all)
     params = [p for p in model.parameters() if p.requires_grad]
+    ema = EMA(tuned_state(model, names), cfg.ema_decay, cfg.ema_start_update) if cfg.ema_decay > 0 else None
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.999), weight_decay=cfg.weight_decay)
     sampler = distributed_sampler(data["train"], shuffle=True, seed=cfg.seed) if dist.enabled else None
     steps_per_epoch = max(1, len(data["train"]) // (cfg.batch_size * dist.world_size))
@@ -229,9 +262,10 @@ def main(argv=None):
         model.load_state_dict(ckpt["model"], strict=False)
         opt.load_state_dict(ckpt["optimizer"])
         sched.load_state_dict(ckpt["scheduler"])
-        from common.checkpoint import restore_rng_state
         restore_rng_state(ckpt["rng"])
         step, start_epoch, state = ckpt["step"], ckpt["epoch"], ckpt["selection"]
+        if ema is not None:
+            ema.load_state_dict(ckpt["ema"])
         run.log.info("resumed from %s at epoch %d", last, start_epoch)
     net = wrap_ddp(model, dist, device, find_unused_parameters=True)     # the official run needs it too
     metric = {"refcoco": "accuracy", "snli_ve": "accuracy", "caption": "cider", "vqa": "vqa_score"}[task]
@@ -247,7 +281,9 @@ def main(argv=None):
         for i in range(steps_per_epoch):
             batch = collate([data["train"][j] for j in order[i * cfg.batch_size:(i + 1) * cfg.batch_size]])
             with autocast(device, cfg.amp):
-                loss, _ = batch_loss(net, batch, trie, cfg.label_smoothing, device)
+                loss, ntokens = batch_loss(net, batch, trie, cfg.label_smoothing, device)
+            if dist.enabled:        # fairseq divides the summed loss by the target tokens of *all* processes
+                loss = loss * ntokens.clamp(min=1) / all_reduce_mean(ntokens.float()).clamp(min=1)
             check_finite(loss, step, last if last.exists() else None)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -256,8 +292,14 @@ def main(argv=None):
             opt.step()
             sched.step()
             step += 1
+            if ema is not None:
+                ema.step(tuned_state(model, names), step)
             total_loss += loss.item()
-        val = evaluate(model, data["val"], tok, task, device, cfg)
+        selected = tuned_state(model, names)
+        if ema is not None and cfg.ema_eval:                       # the task's valid_step gets the EMA model
+            selected = ema.averaged(selected)
+        with weights_loaded(model, selected):
+            val = evaluate(model, data["val"], tok, task, device, cfg)
         state["history"].append((epoch, total_loss / steps_per_epoch, val[metric]))
         run.scalars(step, **{"train/loss": total_loss / steps_per_epoch, f"val/{metric}": val[metric],
                              "train/lr": sched.get_last_lr()[0]})
@@ -266,10 +308,10 @@ def main(argv=None):
         if run.is_main:
             if val[metric] > state["best"]:
                 state["best"] = val[metric]
-                save_checkpoint(best_path, {"model": tuned_state(model, names), **extra})
-            from common.checkpoint import capture_rng_state
+                save_checkpoint(best_path, {"model": selected, **extra})    # the weights validation saw
             save_checkpoint(last, {"model": tuned_state(model, names), "optimizer": opt.state_dict(),
-                                   "scheduler": sched.state_dict(), "rng": capture_rng_state(), **extra})
+                                   "scheduler": sched.state_dict(), "rng": capture_rng_state(),
+                                   "ema": None if ema is None else ema.state_dict(), **extra})
     barrier()
     if best_path.exists():
         model.load_state_dict(load_checkpoint(best_path)["model"], strict=False)

@@ -5,6 +5,7 @@ import pytest
 import torch
 from ofa_prompt.model import (
     OFA,
+    DropPath,
     MultiheadAttention,
     OFAConfig,
     image_bucket_position,
@@ -164,3 +165,38 @@ def test_prompt_parameter_count_is_the_papers_one_percent():
     names = set_trainable(model, "prompt")
     n = sum(p.numel() for k, p in model.named_parameters() if k in names)
     assert n == 2 * 100 * 6 * 2 * 768
+
+
+def test_drop_path_drops_whole_samples_in_training_and_is_identity_in_eval():
+    """UTL:19-35: per-sample keep mask, kept samples scaled by 1 / (1 - p); eval mode passes x through."""
+    torch.manual_seed(0)
+    x = torch.randn(4000, 3, 8) + 5.0
+    layer = DropPath(0.25)
+    y = layer(x)
+    kept = (y != 0).flatten(1).all(1)
+    dropped = (y == 0).flatten(1).all(1)
+    assert bool((kept | dropped).all())                        # a sample is dropped whole or kept whole
+    assert abs(float(dropped.float().mean()) - 0.25) < 0.03
+    assert torch.allclose(y[kept], x[kept] / 0.75)
+    assert torch.equal(layer.eval()(x), x)
+    assert torch.equal(DropPath(0.0)(x), x)
+
+
+def test_drop_path_rates_are_linear_per_stack_and_change_no_key():
+    """UT:659-665, 1310-1320: layer i of a stack gets linspace(0, rate, L)[i]; drop-path holds no weights."""
+    torch.manual_seed(0)
+    with_dp = OFA(tiny(drop_path_rate=0.2, encoder_layers=3, decoder_layers=2))
+    torch.manual_seed(0)
+    without = OFA(tiny(encoder_layers=3, decoder_layers=2))
+    assert [layer.drop_path.p for layer in with_dp.encoder.layers] == pytest.approx([0.0, 0.1, 0.2])
+    assert [layer.drop_path.p for layer in with_dp.decoder.layers] == pytest.approx([0.0, 0.2])
+    assert with_dp.state_dict().keys() == without.state_dict().keys()
+    src, prev, img = inputs()
+    with torch.no_grad():
+        assert torch.equal(with_dp.eval()(src, prev, img), without.eval()(src, prev, img))
+        with_dp.train()
+        torch.manual_seed(1)
+        a = with_dp(src, prev, img)
+        torch.manual_seed(2)
+        b = with_dp(src, prev, img)
+    assert not torch.equal(a, b)                                # stochastic in training (dropout is 0 here)
