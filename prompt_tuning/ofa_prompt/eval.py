@@ -19,7 +19,7 @@ from common.rundir import Run
 
 from .data import TaskDataset, read_tsv
 from .evaluate import evaluate
-from .train import OFAPromptConfig, build, reader_task, task_folder
+from .train import OFAPromptConfig, build, log_skipped, reader_task, task_folder
 
 HERE = Path(__file__).resolve().parent
 
@@ -61,7 +61,9 @@ def main(argv=None):
     rows = read_tsv(folder / (cfg.eval_file or getattr(train_cfg, f"{cfg.split}_file")), task)
     data = TaskDataset(rows, task, tok, train_cfg.patch_image_size, train_cfg.max_src_len, train_cfg.max_tgt_len,
                        train_cfg.max_image_size, answers=answers)
-    result = evaluate(model, data, tok, task, device, train_cfg, out_dir=run.dir if run.is_main else None)
+    result = evaluate(model, data, tok, task, device, train_cfg, out_dir=run.dir if run.is_main else None,
+                      java_metrics=train_cfg.java_metrics)
+    log_skipped(run.log, result)
     run.write_metrics({f"{cfg.split}_{k}": v for k, v in result.items()})
     run.close()
 

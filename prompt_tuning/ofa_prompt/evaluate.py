@@ -4,7 +4,9 @@
   constraint (run_scripts/refcoco/evaluate_refcoco.sh); bins -> pixels; Acc@0.5.
 * caption: beam 5, at most 16 tokens, no repeated 3-grams (run_scripts/caption/evaluate_caption.sh), punctuation
   stripped from hypotheses (EU:48-55); BLEU-4 and CIDEr-D as pycocoevalcap computes them, on lowercased,
-  punctuation-free words (the official coco_eval.py tokenises with the Java PTB tokenizer first).
+  punctuation-free words (the official coco_eval.py tokenises with the Java PTB tokenizer first); with
+  `java_metrics`, METEOR and SPICE through pycocoevalcap's Java scorers where Java (and, for SPICE, its CoreNLP
+  download) is available, and the reason in `skipped_metrics` where not.
 * snli_ve / vqa: all-candidate scoring: the source without </s> as the decoder prompt, each candidate answer's
   summed log-probability under the trie mask, argmax (tasks/mm_tasks/vqa_gen.py:205-257); accuracy / VQA score.
 """
@@ -14,13 +16,14 @@ import torch
 
 from .data import collate
 from .generate import answer_trie, beam_search, score_candidates
-from .metrics import answer_scores, bins_to_box, bleu, cider_d, grounding_hits, mean
+from .metrics import answer_scores, bins_to_box, bleu, cider_d, grounding_hits, java_caption_metrics, mean
 from .tokenizer import strip_punctuation
 
 
 @torch.no_grad()
-def evaluate(model, dataset, tok, task, device, cfg, out_dir=None):
-    """Metrics (fractions) of `model` on `dataset`; with out_dir, predictions.jsonl is written there."""
+def evaluate(model, dataset, tok, task, device, cfg, out_dir=None, java_metrics=False):
+    """Metrics (fractions) of `model` on `dataset`; with out_dir, predictions.jsonl is written there; java_metrics
+    adds METEOR and SPICE for captions (seconds of JVM start-up, so for the final test only)."""
     was_training = model.training
     model.eval()
     records = []
@@ -50,6 +53,12 @@ def evaluate(model, dataset, tok, task, device, cfg, out_dir=None):
             f.writelines(json.dumps(r) + "\n" for r in records)
     if task == "caption":
         hyps, refs = [r["caption"] for r in records], [r["refs"] for r in records]
-        return {"bleu4": bleu(hyps, refs)[3], "cider": cider_d(hyps, refs)[0]}
+        out = {"bleu4": bleu(hyps, refs)[3], "cider": cider_d(hyps, refs)[0]}
+        if java_metrics:
+            scores, skipped = java_caption_metrics(hyps, refs)
+            out.update(scores)
+            if skipped:
+                out["skipped_metrics"] = skipped
+        return out
     value = mean([r["hit"] for r in records])
     return {"vqa_score" if task == "vqa" else "accuracy": value}

@@ -130,3 +130,31 @@ def cider_d(hypotheses, references, n=4, sigma=6.0):
                 total[k] += val * math.exp(-((lh - lr) ** 2) / (2 * sigma ** 2))
         scores.append(sum(total) / n / len(refs) * 10.0)
     return sum(scores) / len(scores), scores
+
+
+def java_caption_metrics(hypotheses, references, which=("meteor", "spice")):
+    """METEOR and SPICE through pycocoevalcap's Java scorers (what run_scripts/caption/coco_eval.py reports), on the
+    same lowercased, punctuation-free words as `bleu` and `cider_d`.
+
+    Returns ({name: score}, {name: why it was skipped}). Needs `java` on PATH; SPICE also downloads Stanford
+    CoreNLP on first use, so offline it is skipped with the download error as the reason."""
+    import shutil
+    unknown = set(which) - {"meteor", "spice"}
+    if unknown:
+        raise ValueError(f"unknown Java caption metric(s) {sorted(unknown)}; choose meteor, spice")
+    scores, skipped = {}, {}
+    if shutil.which("java") is None:
+        return scores, {name: "no java on PATH" for name in which}
+    gts = {i: list(refs) for i, refs in enumerate(references)}
+    res = {i: [h] for i, h in enumerate(hypotheses)}
+    for name in which:
+        try:
+            if name == "meteor":
+                from pycocoevalcap.meteor.meteor import Meteor
+                scores[name] = float(Meteor().compute_score(gts, res)[0])
+            else:
+                from pycocoevalcap.spice.spice import Spice
+                scores[name] = float(Spice().compute_score(gts, res)[0])
+        except Exception as e:                                      # noqa: BLE001 - JVM, download or jar errors
+            skipped[name] = f"{type(e).__name__}: {str(e)[:200]}"
+    return scores, skipped

@@ -90,6 +90,8 @@ class OFAPromptConfig(RunConfig):
     ema_eval: bool = option(True, "with EMA on, validate, select and test the averaged weights (official "
                             "--uses-ema); best.pt then holds the averaged weights")
     beam: int = option(5, "beam size for generation tasks")
+    java_metrics: bool = option(True, "caption test: also METEOR and SPICE (pycocoevalcap's Java scorers) where Java "
+                                "is on PATH; a scorer that cannot run is logged and left out")
     eval_batch_size: int = option(16, "examples per evaluation batch")
     synthetic_pretrain_steps: int = option(300, "synthetic: full fine-tuning steps of the generated backbone")
     synthetic_pretrain_lr: float = option(1e-3, "synthetic: backbone learning rate")
@@ -211,6 +213,12 @@ def weights_loaded(model, state):
         model.load_state_dict(live, strict=False)
 
 
+def log_skipped(log, result):
+    """Move the reasons of metrics that could not be computed (METEOR/SPICE without Java) from `result` to the log."""
+    for name, why in result.pop("skipped_metrics", {}).items():
+        log.warning("%s not computed: %s", name, why)
+
+
 def schedule(warmup, total):
     """fairseq polynomial_decay with power 1: linear warm-up, then linear decay to 0."""
     def factor(s):
@@ -315,7 +323,9 @@ def main(argv=None):
     barrier()
     if best_path.exists():
         model.load_state_dict(load_checkpoint(best_path)["model"], strict=False)
-    test = evaluate(model, data["test"], tok, task, device, cfg, out_dir=run.dir if run.is_main else None)
+    test = evaluate(model, data["test"], tok, task, device, cfg, out_dir=run.dir if run.is_main else None,
+                    java_metrics=cfg.java_metrics)
+    log_skipped(run.log, test)
     if run.is_main:
         metrics = {f"test_{k}": v for k, v in test.items()}
         frozen_change = max((float((frozen_before[k] - v.detach().cpu()).abs().max())

@@ -1,11 +1,12 @@
-"""Metrics against the reference tool's numbers (pycocoevalcap, in tests/data/caption_reference.json, recomputed by
-tools/caption_reference.py) and hand-computed values."""
+"""Metrics against the reference tool (pycocoevalcap: live, and pinned in tests/data/caption_reference.json,
+recomputed by tools/caption_reference.py) and hand-computed values."""
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
-from ofa_prompt.metrics import bleu, box_iou, cider_d, grounding_hits
+from ofa_prompt.metrics import bleu, box_iou, cider_d, grounding_hits, java_caption_metrics
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "caption_reference.json").read_text())
 HYPS, REFS = REFERENCE["hypotheses"], REFERENCE["references"]
@@ -19,6 +20,45 @@ def test_cider_d_equals_pycocoevalcap():
     score, per_image = cider_d(HYPS, REFS)
     assert score == pytest.approx(REFERENCE["cider_d"], rel=1e-12)
     assert per_image == pytest.approx(REFERENCE["cider_d_per_image"], rel=1e-12)
+
+
+def test_bleu_and_cider_d_equal_the_installed_pycocoevalcap():
+    from pycocoevalcap.bleu.bleu import Bleu
+    from pycocoevalcap.cider.cider import Cider
+    gts, res = dict(enumerate(REFS)), {i: [h] for i, h in enumerate(HYPS)}
+    assert bleu(HYPS, REFS) == pytest.approx(Bleu(4).compute_score(gts, res, verbose=0)[0], rel=1e-12)
+    assert cider_d(HYPS, REFS)[0] == pytest.approx(Cider().compute_score(gts, res)[0], rel=1e-12)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("java") is None, reason="METEOR runs pycocoevalcap's Java scorer")
+def test_meteor_through_pycocoevalcap_orders_captions():
+    """METEOR of a caption equal to its reference is near 1 (only the fragmentation penalty 0.5 / m^3 is left),
+    of an unrelated one near 0 (one JVM start each, ~13 s)."""
+    ref = [["a man is riding a brown horse along the beach at sunset"]]
+    same, skipped = java_caption_metrics(ref[0], ref, which=("meteor",))
+    assert not skipped and same["meteor"] > 0.95
+    other, _ = java_caption_metrics(["two cats sleep on a sofa"], ref, which=("meteor",))
+    assert other["meteor"] < 0.1
+
+
+def test_a_java_scorer_that_cannot_run_is_skipped_with_its_reason(monkeypatch):
+    """SPICE downloads Stanford CoreNLP on first use; offline that fails, and the caption run goes on without it."""
+    import urllib.error
+
+    from pycocoevalcap.spice import spice
+
+    def offline(self, gts, res):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.setattr(spice.Spice, "compute_score", offline)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/java")
+    scores, skipped = java_caption_metrics(["a dog"], [["a dog runs"]], which=("spice",))
+    assert scores == {} and "URLError" in skipped["spice"] and "Name or service" in skipped["spice"]
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    assert java_caption_metrics(["a"], [["a"]]) == ({}, {"meteor": "no java on PATH", "spice": "no java on PATH"})
+    with pytest.raises(ValueError, match="unknown"):
+        java_caption_metrics(["a"], [["a"]], which=("rouge",))
 
 
 def test_bleu_by_hand():

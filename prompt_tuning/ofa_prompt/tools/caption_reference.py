@@ -1,8 +1,7 @@
 """Recompute the reference numbers in tests/data/caption_reference.json with pycocoevalcap (the scorers OFA's
-run_scripts/caption/coco_eval.py uses). pycocoevalcap is not a dependency of this repo:
+run_scripts/caption/coco_eval.py uses; in requirements.txt):
 
-    pip install --target /tmp/pcec pycocoevalcap
-    PYTHONPATH=/tmp/pcec python tools/caption_reference.py [--write]
+    python tools/caption_reference.py [--write]
 """
 import json
 import sys
