@@ -1,5 +1,5 @@
-"""Benchmark plumbing shared by the methods' bench.py: device sync, peak memory of a measured section, and running
-one case in a fresh process (so its memory numbers hold nothing else).
+"""Benchmark plumbing shared by the methods' bench.py: device sync, timed repeats, peak memory of a measured section,
+and running one case in a fresh process (so its memory numbers hold nothing else).
 
     memory = PeakMemory(device)
     memory.baseline()          # CPU: the resident size everything before the measured part already holds
@@ -11,6 +11,7 @@ one case in a fresh process (so its memory numbers hold nothing else).
 import concurrent.futures
 import multiprocessing
 import resource
+import time
 from pathlib import Path
 
 import torch
@@ -20,6 +21,21 @@ def sync(device):
     """Wait for the device's queued work (a no-op on CPU), so wall-clock times cover it."""
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def step_times(fn, steps, warmup, device):
+    """Seconds of each of `steps` calls of fn() after `warmup` untimed calls; the device is synchronised before
+    and after each timed call, so queued CUDA work is inside its time."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(steps):
+        sync(device)
+        start = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    return times
 
 
 def _rss_kib(field):

@@ -1,8 +1,8 @@
-"""common.benchmark: sync, PeakMemory and run_isolated."""
+"""common.benchmark: sync, step_times, PeakMemory and run_isolated."""
 import pytest
 import torch
 
-from common.benchmark import PeakMemory, run_isolated, sync
+from common.benchmark import PeakMemory, run_isolated, step_times, sync
 
 
 def test_sync_waits_for_cuda_only(monkeypatch):
@@ -14,6 +14,17 @@ def test_sync_waits_for_cuda_only(monkeypatch):
     sync("cuda:1")
     sync(torch.device("cuda", 0))
     assert waited == ["cuda:1", torch.device("cuda", 0)]
+
+
+def test_step_times_skips_the_warmup_and_synchronises_around_each_timed_call(monkeypatch):
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device: events.append("sync"))
+    clock = iter(range(100))
+    monkeypatch.setattr("common.benchmark.time.perf_counter", lambda: next(clock) * 0.5)
+    times = step_times(lambda: events.append("call"), steps=3, warmup=2, device="cuda")
+    assert events == ["call", "call"] + ["sync", "call", "sync"] * 3
+    assert times == [0.5, 0.5, 0.5]                 # one clock tick between start and end of each timed call
+    assert step_times(lambda: None, steps=0, warmup=1, device="cpu") == []
 
 
 def test_cpu_peak_memory_sees_a_large_temporary_allocation():

@@ -59,7 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from common.benchmark import PeakMemory, run_isolated, sync
+from common.benchmark import PeakMemory, run_isolated, step_times
 from common.config import option, parse_config
 from common.data.hgb import build_homogeneous_graph
 from common.errors import ConfigError, exit_on_user_error
@@ -271,14 +271,7 @@ def measure(model_name, graph_name, device, cfg):
     peak.baseline()
     step, info = training_step(model_name, graph_name, device, cfg)
     peak.start()
-    times = []
-    for i in range(cfg.warmup + cfg.repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        if i >= cfg.warmup:
-            times.append((time.perf_counter() - t0) * 1e3)
+    times = [1e3 * t for t in step_times(step, cfg.repeats, cfg.warmup, device)]
     peak_mb, memory = peak.peak_mb()
     return {"model": model_name, "graph": graph_name, "device": device.type,
             "median_ms": statistics.median(times), "min_ms": min(times), "step_ms": times,

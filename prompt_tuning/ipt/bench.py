@@ -24,12 +24,12 @@ import dataclasses
 import importlib.metadata
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+from common.benchmark import step_times
 from common.config import option, parse_config
 from common.errors import exit_on_user_error
 from common.runtime import autocast, select_device
@@ -112,13 +112,7 @@ def measure(name, model, cfg, device, peer=False, lazy=False):
     if device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(cfg.steps):
-        start = time.perf_counter()
-        step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
+    times = step_times(step, cfg.steps, 0, device)
     t = statistics.median(times)
     return {"case": name, "step_s": t, "tokens_per_s": cfg.batch_size * cfg.seq_len / t,
             "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None,

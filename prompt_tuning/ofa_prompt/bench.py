@@ -12,12 +12,11 @@ Peak memory: CUDA allocator peak; CPU: growth of the peak resident size (common.
 import dataclasses
 import json
 import statistics
-import time
 from pathlib import Path
 
 import torch
 
-from common.benchmark import PeakMemory, sync
+from common.benchmark import PeakMemory, step_times
 from common.config import option, parse_config
 from common.errors import exit_on_user_error
 from common.runtime import autocast, select_device
@@ -45,16 +44,7 @@ class BenchConfig:
 
 
 def time_steps(fn, steps, warmup, device):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(steps):
-        sync(device)
-        t = time.perf_counter()
-        fn()
-        sync(device)
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return statistics.median(step_times(fn, steps, warmup, device))
 
 
 def train_case(mode, shape, cfg, device):

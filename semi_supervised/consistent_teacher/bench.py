@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from common.benchmark import PeakMemory, run_isolated, sync
+from common.benchmark import PeakMemory, run_isolated, step_times, sync
 from common.config import RunConfig, option, parse_config
 from common.data.detection_transforms import IMAGENET_MEAN_255, IMAGENET_STD_255
 from common.errors import exit_on_user_error
@@ -181,15 +181,7 @@ def measure(case, cfg, device_name):
     peak = PeakMemory(device)
     peak.baseline()
     peak.start()
-    for _ in range(cfg.warmup):
-        step()
-    times = []
-    for _ in range(cfg.iters):
-        sync(device)
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
+    times = step_times(step, cfg.iters, cfg.warmup, device)
     peak_mb, _ = peak.peak_mb()
     result = dict(case=case, device=str(device), seconds_per_iter=statistics.median(times), peak_mb=peak_mb,
                   threads=torch.get_num_threads())
