@@ -88,13 +88,15 @@ def summarize(result, route_start=0, num_routes=4):
     return metrics
 
 
-def draw_accuracy_vs_madds(path, metrics, title="accuracy vs MAdds", size=(720, 420)):
-    """PNG: the static widths' (MAdds, top-1) curve and the gated network's point (a filled circle)."""
+def draw_accuracy_vs_madds(path, metrics, title="accuracy vs MAdds", size=(720, 420), gated=None):
+    """PNG: the static widths' (MAdds, top-1) curve and the gated network's point (a filled circle). `gated`: draw
+    the gated point (None: when the metrics hold a single gate's route fractions; pass it for multi-gate nets)."""
     widths = sorted(int(k.rsplit("_", 1)[1]) for k in metrics if k.startswith("top1_width_"))
     xs = np.array([metrics[f"madds_width_{w}"] for w in widths]) / 1e6
     ys = np.array([metrics[f"top1_width_{w}"] for w in widths])
-    dyn = (metrics["mean_madds"] / 1e6, metrics["test_top1"]) if "route_frac_0" in metrics or \
-        "random_gate_top1" in metrics else None
+    if gated is None:
+        gated = "route_frac_0" in metrics or "random_gate_top1" in metrics
+    dyn = (metrics["mean_madds"] / 1e6, metrics["test_top1"]) if gated else None
     all_x = np.append(xs, dyn[0]) if dyn else xs
     all_y = np.append(ys, [dyn[1], metrics.get("random_gate_top1", dyn[1])]) if dyn else ys
     x_lo, x_hi = float(all_x.min()), float(max(all_x.max(), all_x.min() + 1e-6))
