@@ -18,7 +18,6 @@ DS-ResNet-50 = [assumption] from the research notes §4.7.3 (paper body not read
 ResNet-50, widths rho in {0.25, 0.5, 0.75, 1.0} of each stage, one double-headed gate in the first block of
 stages 2-4 (after its 3x3 conv, as the MBNet gate sits after the depthwise conv), stage 1 fixed at full width.
 """
-import torch
 import torch.nn.functional as F
 from torch import nn
 
