@@ -244,6 +244,7 @@ class DSResNet(SlimmableNet):
                  small_input=False):
         super().__init__()
         self.ratios, self.gated_stages = list(ratios), tuple(gated_stages)
+        self.num_gated_stages = len(self.gated_stages)
         self.num_routes = num_routes or len(ratios)
         self.route_start = route_start
         stem_c = base_width

@@ -109,6 +109,9 @@ class DSNetConfig(RunConfig):
     mvco: str = option("auto", "MvCo multi-view consistency in Stage I: auto (on for ds_vit_*, off for the CNNs), "
                        "true, false", choices=("auto", "true", "false"))
     mvco_views: int = option(2, "MvCo: augmented views per image")
+    sandwich_per_stage: bool = option(False, "random sub-networks of the sandwich draw one choice per gated stage, "
+                                      "so the mixed routes of a multi-gate net (ds_vit_*, ds_resnet*) get trained "
+                                      "[assumption; false: one uniform choice, the official sampling]")
     mvco_weight: float = option(1.0, "MvCo: weight of the cross-view consistency term (0: only the view-averaged "
                                 "bootstrap target)")
     drop_zero_grads: bool = option(True, "official quirk: parameters whose summed gradient is exactly 0 skip the step")
@@ -186,10 +189,15 @@ def make_model(cfg, num_classes):
 
 
 def sandwich(cfg, model, step):
-    """[largest, num_random uniform choices in 1 .. W-1, smallest] of this step (same on every rank and resume)."""
+    """[largest, num_random uniform choices in 1 .. W-1, smallest] of this step (same on every rank and resume).
+    `sandwich_per_stage`: each random sub-network is a tuple of independent choices in 0 .. W-1, one per gated
+    stage, so the mixed routes a multi-gate network takes in Stage II are trained too [assumption]."""
     if cfg.supernet_training == "largest_only":
         return ["largest"]
     rng = random.Random(f"{cfg.seed}-{step}")
+    if cfg.sandwich_per_stage:
+        return ["largest", *[tuple(rng.randint(0, model.num_widths - 1) for _ in range(model.num_gated_stages))
+                             for _ in range(cfg.num_random)], "smallest"]
     return ["largest", *[rng.randint(1, model.num_widths - 1) for _ in range(cfg.num_random)], "smallest"]
 
 
@@ -380,6 +388,8 @@ def main(argv=None):
         raise ConfigError("route_start + num_routes must be <= 14 (the widths of DS-MBNet)")
     if cfg.route_start + cfg.num_routes > 4 and (is_vit(cfg) or cfg.model.startswith("ds_resnet")):
         raise ConfigError("route_start + num_routes must be <= 4 (the widths of DS-ResNet / DS-ViT++)")
+    if cfg.sandwich_per_stage and cfg.model.startswith("ds_mbnet"):
+        raise ConfigError("--sandwich_per_stage needs a multi-gate supernet (ds_vit_*, ds_resnet*); DS-MBNet has one")
     if use_mvco(cfg) and cfg.mvco_views < 2:
         raise ConfigError("--mvco needs --mvco_views >= 2")
     dist, device = init_distributed(cfg.device, cfg.cpu_threads)

@@ -200,6 +200,7 @@ class DSViT(SlimmableNet):
         self.blocks = nn.ModuleList([SlimViTBlock(self.embed_dims, self.num_heads, self.mlp_dims, head_dim, rates[i],
                                                   idle) for i in range(depth)])
         self.stage_starts = [sum(stages[:s]) for s in range(len(stages))] + [depth]
+        self.num_gated_stages = len(stages)
         self.stage_gates = nn.ModuleList([TokenGate(dim, self.mlp_dims, gate_ratio, self.num_routes, gate_input,
                                                     gate_attention) for _ in stages])
         self.norm = nn.LayerNorm(dim, eps=1e-6)

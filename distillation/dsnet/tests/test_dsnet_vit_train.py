@@ -1,6 +1,7 @@
 """DS-ViT++ end to end on the generated graded-difficulty data (configs/dsvit_smoke.yaml): Stage I (sandwich, in-place
 bootstrapping, MvCo, AdamW) then Stage II (three stage gates), the quality floor, eval.py's numbers and picture,
 and the ImageNet DeiT-S configs."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 from dsnet import eval as dsnet_eval
 from dsnet import train as dsnet_train
+from dsnet.vit import ds_vit_tiny
 
 from common.config import parse_config
 
@@ -23,10 +25,11 @@ def vit_run(tmp_path_factory):
 
 
 def test_vit_supernet_beats_chance_and_the_gated_madds_lie_between_the_extreme_widths(vit_run):
-    """Measured with seeds 0 / 1 / 2 (2026-12-03): top1_width_3 0.853 / 0.847 / see README; chance is 0.1."""
+    """Measured with seeds 0 / 1 / 2 (2026-12-03): top1_width_3 0.853 / 0.847 / 0.831, gated top-1 0.638 / 0.734 /
+    0.725 at 1.04M / 0.69M / 0.87M MAdds (width 0: 0.39M, width 3: 2.83M); chance is 0.1."""
     m = json.loads((vit_run / "metrics.json").read_text())
     assert m["top1_width_3"] >= 0.6, m
-    assert m["test_top1"] >= 0.4, m
+    assert m["test_top1"] >= 0.5, m
     assert m["madds_width_0"] < m["mean_madds"] < m["madds_width_3"], m
     # more than the three slimming heads' 3 * 16 * 4 MAdds above the slimmest width: some images go wider
     assert m["mean_madds"] - m["madds_width_0"] > 3 * 16 * 4 * 10, m
@@ -63,3 +66,16 @@ def test_vit_imagenet_configs_follow_the_deit_s_recipe():
         assert (cfg.gate_epochs, cfg.gate_lr, cfg.gate_weight_decay, cfg.num_routes) == (30, 0.08, 0.01, 4)
     smoke = parse_config(dsnet_train.DSNetConfig, ["--config", str(CONFIGS / "smoke.yaml")])
     assert not dsnet_train.use_mvco(smoke)  # MvCo is on by default for the ViT only
+
+
+def test_sandwich_draws_uniform_choices_or_one_choice_per_gated_stage():
+    net = ds_vit_tiny(10)
+    cfg = dataclasses.replace(dsnet_train.DSNetConfig(), model="ds_vit_tiny")
+    widths = dsnet_train.sandwich(cfg, net, step=3)
+    assert widths[0] == "largest" and widths[-1] == "smallest" and all(1 <= w <= 3 for w in widths[1:-1])
+    per_stage = dataclasses.replace(cfg, sandwich_per_stage=True)
+    draws = [w for step in range(20) for w in dsnet_train.sandwich(per_stage, net, step)[1:-1]]
+    assert all(isinstance(w, tuple) and len(w) == 3 and all(0 <= c <= 3 for c in w) for w in draws)
+    assert len({len(set(w)) for w in draws}) > 1  # mixed routes occur
+    with torch.no_grad():
+        net(torch.randn(1, 3, 32, 32), draws[0])
