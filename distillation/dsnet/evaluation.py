@@ -65,7 +65,8 @@ def evaluate(model, loader, device, dynamic=True, noise_seed=0):
 
 def summarize(result, route_start=0, num_routes=4):
     """metrics.json numbers: top1_width_<i>, madds_width_<i>, and for the gated net test_top1, mean_madds,
-    route_frac_<k>, random_gate_top1 (single-gate nets); without a gate test_top1 is the widest width's."""
+    route_frac_<k>, random_gate_top1 (single-gate nets) or route_frac_gate<g>_<k> (multi-gate nets); without a gate
+    test_top1 is the widest width's."""
     metrics = {}
     for w, r in result["static"].items():
         metrics[f"top1_width_{w}"] = float(r["correct"].float().mean())
@@ -85,6 +86,11 @@ def summarize(result, route_start=0, num_routes=4):
             metrics[f"route_frac_{k}"] = float(frac[k])
         metrics["random_gate_top1"] = float(sum(frac[k] * metrics[f"top1_width_{route_start + k}"]
                                                 for k in range(num_routes)))
+    else:  # one route histogram per gate (DS-ResNet stages 2-4, DS-ViT++ stages 1-3)
+        for g in range(dyn["route"].shape[1]):
+            frac = torch.bincount(dyn["route"][:, g], minlength=num_routes).float() / len(dyn["route"])
+            for k in range(num_routes):
+                metrics[f"route_frac_gate{g}_{k}"] = float(frac[k])
     return metrics
 
 

@@ -34,6 +34,8 @@ def test_vit_supernet_beats_chance_and_the_gated_madds_lie_between_the_extreme_w
     # more than the three slimming heads' 3 * 16 * 4 MAdds above the slimmest width: some images go wider
     assert m["mean_madds"] - m["madds_width_0"] > 3 * 16 * 4 * 10, m
     assert {f"top1_width_{i}" for i in range(4)} <= set(m) and "random_gate_top1" not in m  # three gates
+    for g in range(3):
+        assert sum(m[f"route_frac_gate{g}_{k}"] for k in range(4)) == pytest.approx(1.0)
     img = cv2.imread(str(vit_run / "accuracy_vs_madds.png"))
     assert img is not None and (img < 250).any()
     ckpt = torch.load(vit_run / "checkpoints" / "last.pt", weights_only=False)
@@ -79,3 +81,34 @@ def test_sandwich_draws_uniform_choices_or_one_choice_per_gated_stage():
     assert len({len(set(w)) for w in draws}) > 1  # mixed routes occur
     with torch.no_grad():
         net(torch.randn(1, 3, 32, 32), draws[0])
+
+
+def test_vit_resume_after_a_kill_in_stage_one_is_bit_identical(tmp_path, monkeypatch):
+    """Kill right after the first Stage I checkpoint (MvCo's two-view loader, AdamW, drop-path), resume, and end
+    with the uninterrupted run's weights, EMA and metrics (the kill is simulated in-process, as in test_dsnet_train)."""
+    args = ["--config", "configs/dsvit_smoke.yaml", "--progress", "false", "--synthetic_train_per_class", "16",
+            "--synthetic_test_per_class", "8", "--epochs", "2", "--gate_epochs", "1", "--drop_path", "0.1"]
+    dsnet_train.main(args + ["--out_dir", str(tmp_path / "full")])
+
+    real_save, saves = dsnet_train.save_checkpoint, []
+
+    def save_then_die(path, state):
+        real_save(path, state)
+        saves.append(path.name)
+        if saves == ["last.pt"]:
+            raise RuntimeError("killed")
+
+    monkeypatch.setattr(dsnet_train, "save_checkpoint", save_then_die)
+    with pytest.raises(RuntimeError, match="killed"):
+        dsnet_train.main(args + ["--out_dir", str(tmp_path / "cut")])
+    monkeypatch.setattr(dsnet_train, "save_checkpoint", real_save)
+    dsnet_train.main(args + ["--out_dir", str(tmp_path / "cut"), "--resume"])
+
+    full = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)
+    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
+    assert full["stage"] == cut["stage"] == "gate" and full["step"] == cut["step"]
+    for part in ("model", "ema"):
+        for key in full[part]:
+            assert torch.equal(full[part][key], cut[part][key]), (part, key)
+    assert json.loads((tmp_path / "full" / "metrics.json").read_text()) == \
+        json.loads((tmp_path / "cut" / "metrics.json").read_text())
