@@ -8,6 +8,7 @@ import dataclasses
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .ops import SoftChoice, gumbel_softmax_st
@@ -30,6 +31,7 @@ class SlimmableNet(nn.Module):
 
     num_routes = 4
     route_start = 0
+    forced_routes = None  # (B, G) long: gate g of sample b takes route forced_routes[b, g] (the gates still run)
 
     def configure_gate(self, tau=1.0, eval_noise=True):
         """tau: Gumbel temperature; eval_noise: add Gumbel noise in eval too (official quirk, default True).
@@ -43,6 +45,9 @@ class SlimmableNet(nn.Module):
             if noise and self.gumbel_noise is not None:
                 noise = self.gumbel_noise
             soft, hard, index = gumbel_softmax_st(logits, self.tau, noise=noise)
+            if self.forced_routes is not None:  # the random-gate control of evaluation.py
+                index = self.forced_routes[:, len(self.gates)].to(logits.device)
+                hard = F.one_hot(index, logits.shape[1]).to(soft.dtype)
             self.gates.append(GateOutput(logits, soft, hard, index))
             if width == "dynamic":
                 return SoftChoice(hard, self.route_start)

@@ -17,8 +17,9 @@ V augmented views per image, the bootstrap target averaged over the views, and a
 may use AdamW (`optimizer`, the DeiT recipe); there is no BN to recalibrate.
 
 `stage: both` runs Stage I, the recalibration and Stage II in one run (the smoke config). The final evaluation
-writes metrics.json (test_top1, mean_madds, top1_width_<i>, madds_width_<i>, route_frac_<k>, random_gate_top1)
-and accuracy_vs_madds.png. `--resume` continues from checkpoints/last.pt (which records the stage).
+writes metrics.json (test_top1, mean_madds, top1_width_<i>, madds_width_<i>, route_frac_<k> or
+route_frac_gate<g>_<k>, random_gate_top1) and accuracy_vs_madds.png. `--resume` continues from
+checkpoints/last.pt (which records the stage).
 """
 import copy
 import dataclasses
@@ -109,11 +110,11 @@ class DSNetConfig(RunConfig):
     mvco: str = option("auto", "MvCo multi-view consistency in Stage I: auto (on for ds_vit_*, off for the CNNs), "
                        "true, false", choices=("auto", "true", "false"))
     mvco_views: int = option(2, "MvCo: augmented views per image")
+    mvco_weight: float = option(1.0, "MvCo: weight of the cross-view consistency term (0: only the view-averaged "
+                                "bootstrap target)")
     sandwich_per_stage: bool = option(False, "random sub-networks of the sandwich draw one choice per gated stage, "
                                       "so the mixed routes of a multi-gate net (ds_vit_*, ds_resnet*) get trained "
                                       "[assumption; false: one uniform choice, the official sampling]")
-    mvco_weight: float = option(1.0, "MvCo: weight of the cross-view consistency term (0: only the view-averaged "
-                                "bootstrap target)")
     drop_zero_grads: bool = option(True, "official quirk: parameters whose summed gradient is exactly 0 skip the step")
     reset_bn: bool = option(True, "recalibrate the BN statistics of every static width after Stage I")
     bn_recal_batches: int = option(1001, "training batches of the recalibration (official: 1001)")

@@ -160,3 +160,17 @@ def test_the_deit_s_supernet_has_the_deit_s_shape():
     assert net.blocks[0].attn.qkv.weight.shape == (3 * 384, 384) and net.pos_embed.shape == (1, 197, 384)
     with pytest.raises(ValueError, match="route_start"):
         DSViT(10, route_start=1)
+
+
+def test_forced_routes_override_the_gates_and_equal_the_sliced_subnetworks():
+    torch.manual_seed(0)
+    net = randomise(ds_vit_tiny(10)).eval()
+    x = torch.randn(3, 3, 32, 32)
+    routes = torch.tensor([[0, 3, 1], [2, 2, 0], [3, 0, 3]])
+    net.forced_routes = routes
+    with torch.no_grad():
+        out = net(x, "dynamic")
+        assert torch.equal(torch.stack([g.index for g in net.gates], 1), routes)
+        net.forced_routes = None
+        for b in range(3):
+            torch.testing.assert_close(out[b:b + 1], net(x[b:b + 1], tuple(routes[b].tolist())), rtol=1e-4, atol=1e-5)
