@@ -4,9 +4,9 @@ Paper: Li et al., "DS-Net++: Dynamic Weight Slicing for Efficient Inference in C
 TPAMI (arXiv 2109.10060). Only its abstract could be read here and no official ViT code exists (changlin31/DS-Net
 has only the MobileNetV1 supernet), so this is a re-implementation from the research notes §4.7.4. Source labels
 (also in the README's assumption table):
-  [paper-abstract] the sliced dimensions (embedding dimension, number of heads, MLP width), contiguous leading
-                   slices, dynamic idle slicing for the drastic embedding reduction, a gate per stage, MvCo.
-  [recalled]       DeiT backbone; q/k/v/proj sliced to the leading heads with the head dim fixed, MLP fc1/fc2 to
+  [paper-abstract] the sliced dimensions embedding dimension and number of heads ("... etc."), contiguous leading
+                   slices, dynamic idle slicing for the drastic embedding reduction, MvCo for supernet training.
+  [recalled]       the MLP hidden width as the third sliced dimension; DeiT backbone; q/k/v/proj sliced to the leading heads with the head dim fixed, MLP fc1/fc2 to
                    the leading hidden units, LayerNorm/linear inputs to the leading embedding channels; a
                    stage-wise double-headed gate on the token features at the start of the stage.
   [assumption]     the idle-slicing equation out = concat(x[..., :d] + f(x[..., :d]), x[..., d:]) (`idle`); the
