@@ -6,9 +6,10 @@ has only the MobileNetV1 supernet), so this is a re-implementation from the rese
 (also in the README's assumption table):
   [paper-abstract] the sliced dimensions embedding dimension and number of heads ("... etc."), contiguous leading
                    slices, dynamic idle slicing for the drastic embedding reduction, MvCo for supernet training.
-  [recalled]       the MLP hidden width as the third sliced dimension; DeiT backbone; q/k/v/proj sliced to the leading heads with the head dim fixed, MLP fc1/fc2 to
-                   the leading hidden units, LayerNorm/linear inputs to the leading embedding channels; a
-                   stage-wise double-headed gate on the token features at the start of the stage.
+  [recalled]       the MLP hidden width as the third sliced dimension; DeiT backbone; q/k/v/proj sliced to the
+                   leading heads with the head dim fixed, MLP fc1/fc2 to the leading hidden units, LayerNorm/linear
+                   inputs to the leading embedding channels; a stage-wise double-headed gate on the token features
+                   at the start of the stage.
   [assumption]     the idle-slicing equation out = concat(x[..., :d] + f(x[..., :d]), x[..., d:]) (`idle`); the
                    width lists of DeiT-S (embedding {192, 256, 320, 384}, heads {3, 4, 5, 6}, MLP hidden 4x the
                    embedding width, all tied to one choice per stage); 3 gated stages of 4 blocks (gates at blocks
