@@ -25,7 +25,7 @@ def vit_run(tmp_path_factory):
 
 
 def test_vit_supernet_beats_chance_and_the_gated_madds_lie_between_the_extreme_widths(vit_run):
-    """Measured with seeds 0 / 1 / 2 (2026-12-03): top1_width_3 0.853 / 0.847 / 0.831, gated top-1 0.638 / 0.734 /
+    """Measured with seeds 0 / 1 / 2 (2026-12-03): top1_width_3 0.853 / 0.847 / 0.831, gated top-1 0.637 / 0.734 /
     0.725 at 1.04M / 0.69M / 0.87M MAdds (width 0: 0.39M, width 3: 2.83M), shuffled-route control 0.547 / 0.688 /
     0.619; chance is 0.1."""
     m = json.loads((vit_run / "metrics.json").read_text())
