@@ -83,6 +83,11 @@ class DSNetConfig(RunConfig):
     vit_gate_attention: bool = option(True, "ViT gate's attention head (re-weights the MLP hidden units of the "
                                       "stage's first block)")
     drop_path: float = option(0.0, "ViT stochastic depth, linear in depth up to this rate (DeiT-S: 0.1)")
+    vit_embed_dims: list[int] = option([], "ViT embedding width of each choice (empty: the model's, DeiT-S "
+                                       "192, 256, 320, 384)")
+    vit_num_heads: list[int] = option([], "ViT heads of each choice (empty: the model's, DeiT-S 3, 4, 5, 6)")
+    vit_mlp_dims: list[int] = option([], "ViT MLP hidden width of each choice (empty: 4x the embedding width)")
+    vit_stages: list[int] = option([], "ViT blocks per gated stage (empty: the model's, DeiT-S 4, 4, 4)")
     # stages
     stage: str = option("supernet", "supernet (Stage I), gate (Stage II) or both", choices=STAGES)
     supernet_checkpoint: str = option("", "gate stage: supernet weights (our last.pt / supernet.pt, or the "
@@ -179,8 +184,11 @@ def model_kwargs(cfg):
     gate = dict(num_routes=cfg.num_routes, route_start=cfg.route_start, tau=cfg.gumbel_tau,
                 eval_noise=cfg.eval_gumbel_noise)
     if is_vit(cfg):
+        lists = {"embed_dims": cfg.vit_embed_dims, "num_heads": cfg.vit_num_heads, "mlp_dims": cfg.vit_mlp_dims,
+                 "stages": cfg.vit_stages}
         return dict(gate, img_size=cfg.image_size if cfg.dataset == "imagenet" else 32, drop_path=cfg.drop_path,
-                    idle=cfg.vit_idle, gate_input=cfg.vit_gate_input, gate_attention=cfg.vit_gate_attention)
+                    idle=cfg.vit_idle, gate_input=cfg.vit_gate_input, gate_attention=cfg.vit_gate_attention,
+                    **{k: tuple(v) for k, v in lists.items() if v})
     return dict(gate, small_input=cfg.small_input,
                 **({"drop_rate": cfg.drop_rate} if cfg.model.startswith("ds_mbnet") else {}))
 
@@ -387,8 +395,10 @@ def main(argv=None):
                           "DS_MBNet-70_1.pth.tar)")
     if cfg.route_start + cfg.num_routes > 14 and cfg.model.startswith("ds_mbnet"):
         raise ConfigError("route_start + num_routes must be <= 14 (the widths of DS-MBNet)")
-    if cfg.route_start + cfg.num_routes > 4 and (is_vit(cfg) or cfg.model.startswith("ds_resnet")):
-        raise ConfigError("route_start + num_routes must be <= 4 (the widths of DS-ResNet / DS-ViT++)")
+    if cfg.route_start + cfg.num_routes > 4 and cfg.model.startswith("ds_resnet"):
+        raise ConfigError("route_start + num_routes must be <= 4 (the widths of DS-ResNet)")
+    if is_vit(cfg) and cfg.route_start + cfg.num_routes > (len(cfg.vit_embed_dims) or 4):
+        raise ConfigError("route_start + num_routes must be <= the number of DS-ViT++ widths (vit_embed_dims)")
     if cfg.sandwich_per_stage and cfg.model.startswith("ds_mbnet"):
         raise ConfigError("--sandwich_per_stage needs a multi-gate supernet (ds_vit_*, ds_resnet*); DS-MBNet has one")
     if use_mvco(cfg) and cfg.mvco_views < 2:

@@ -71,6 +71,14 @@ def test_vit_imagenet_configs_follow_the_deit_s_recipe():
         assert (cfg.optimizer, cfg.epochs, cfg.weight_decay, cfg.drop_path) == ("adamw", 300, 0.05, 0.1)
         assert cfg.lr == pytest.approx(5e-4 * cfg.batch_size / 512) and cfg.warmup_epochs == 5
         assert (cfg.gate_epochs, cfg.gate_lr, cfg.gate_weight_decay, cfg.num_routes) == (30, 0.08, 0.01, 4)
+        net = dsnet_train.make_model(cfg, 1000)  # the research notes' DeiT-S lists [assumption], as config keys
+        assert (net.embed_dims, net.num_heads, net.mlp_dims) == ([192, 256, 320, 384], [3, 4, 5, 6],
+                                                                  [768, 1024, 1280, 1536])
+        assert net.stage_starts == [0, 4, 8, 12] and net.img_size == 224
+    other = parse_config(dsnet_train.DSNetConfig, ["--config", str(CONFIGS / "dsvit_smoke.yaml"),
+                                                   "--vit_mlp_dims", "32,64,96,128", "--vit_stages", "2,1"])
+    net = dsnet_train.make_model(other, 10)
+    assert net.mlp_dims == [32, 64, 96, 128] and net.stage_starts == [0, 2, 3] and len(net.stage_gates) == 2
     smoke = parse_config(dsnet_train.DSNetConfig, ["--config", str(CONFIGS / "smoke.yaml")])
     assert not dsnet_train.use_mvco(smoke)  # MvCo is on by default for the ViT only
 
