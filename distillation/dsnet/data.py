@@ -79,3 +79,17 @@ def loader(dataset, batch_size, sampler=None, num_workers=0, drop_last=False):
     return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers,
                                        pin_memory=torch.cuda.is_available(), drop_last=drop_last,
                                        persistent_workers=num_workers > 0)
+
+
+class MultiView(torch.utils.data.Dataset):
+    """MvCo input: `views` independently augmented copies of each image, (V, 3, H, W), with its label and index."""
+
+    def __init__(self, dataset, views=2):
+        self.dataset, self.views = dataset, views
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        items = [self.dataset[i] for _ in range(self.views)]
+        return torch.stack([item[0] for item in items]), items[0][1], items[0][2]

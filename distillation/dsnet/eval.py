@@ -63,7 +63,8 @@ def main(argv=None):
     result = evaluate(model.to(device), loader(test_set, cfg.batch_size, num_workers=cfg.num_workers), device,
                       dynamic=gated, noise_seed=train_cfg.seed)
     metrics = summarize(result, train_cfg.route_start, train_cfg.num_routes)
-    draw_accuracy_vs_madds(run.dir / "accuracy_vs_madds.png", metrics, title=f"{train_cfg.model}: {cfg.checkpoint}")
+    draw_accuracy_vs_madds(run.dir / "accuracy_vs_madds.png", metrics, title=f"{train_cfg.model}: {cfg.checkpoint}",
+                           gated=gated)
     run.log.info("%s on %s: test_top1 %.4f mean_madds %.4g", cfg.checkpoint, folder, metrics["test_top1"],
                  metrics["mean_madds"])
     run.write_metrics(metrics)

@@ -8,7 +8,9 @@ and the official `validate_gate` report them, issue #2).
 Control (issue 19 of this repo): a gate that routes samples at random with the *same route histogram* as the
 learned gate, hence the same mean MAdds. Because a route's output equals the static width's output (masked ==
 sliced), its expected top-1 is exactly sum_k frac_k * top1(width start + k); the learned gate beats it only if it
-sends the samples that need a wide route to a wide route.
+sends the samples that need a wide route to a wide route. Multi-gate networks (DS-ResNet, DS-ViT++): each gate's
+column of routes is permuted across the evaluation set (every gate keeps its route histogram; for DS-ViT++, whose
+MAdds add up stage by stage, the mean MAdds are then the same) and the network is run again on those routes.
 """
 from pathlib import Path
 
@@ -57,15 +59,38 @@ def evaluate(model, loader, device, dynamic=True, noise_seed=0):
             dyn["route"].append(torch.stack([g.index for g in model.gates], 1).cpu())  # (B, gates)
     for w in widths:
         static[w]["correct"] = torch.cat(static[w]["correct"])
-    result = {"labels": torch.cat(labels), "static": static, "dynamic": None}
+    result = {"labels": torch.cat(labels), "static": static, "dynamic": None, "random_gate": None}
     if dynamic:
         result["dynamic"] = {k: torch.cat(v) for k, v in dyn.items()}
+        if result["dynamic"]["route"].shape[1] > 1:
+            result["random_gate"] = shuffled_route_control(model, loader, device, result["dynamic"]["route"],
+                                                           noise_seed)
     return result
+
+
+@torch.no_grad()
+def shuffled_route_control(model, loader, device, routes, seed=0):
+    """The multi-gate random-gate control: routes (N, G) with each gate's column permuted across the samples, run
+    through the gated network (gates forced to those routes). Returns {"correct": (N,), "madds": (N,)}."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + 11)
+    shuffled = torch.stack([routes[torch.randperm(len(routes), generator=g), j] for j in range(routes.shape[1])], 1)
+    out_correct, out_madds, start = [], [], 0
+    for x, y, _ in loader:
+        x, y = x.to(device), y.to(device)
+        model.forced_routes = shuffled[start:start + len(y)].to(device)
+        out = model(x, "dynamic")
+        model.forced_routes = None
+        out_correct.append((out.argmax(1) == y).cpu())
+        out_madds.append(model.madds.float().cpu())
+        start += len(y)
+    return {"correct": torch.cat(out_correct), "madds": torch.cat(out_madds)}
 
 
 def summarize(result, route_start=0, num_routes=4):
     """metrics.json numbers: top1_width_<i>, madds_width_<i>, and for the gated net test_top1, mean_madds,
-    route_frac_<k>, random_gate_top1 (single-gate nets); without a gate test_top1 is the widest width's."""
+    route_frac_<k>, random_gate_top1 (single-gate nets: its expectation; multi-gate nets: the shuffled-route run,
+    with its random_gate_mean_madds) and route_frac_gate<g>_<k> (multi-gate nets); without a gate test_top1 is the
+    widest width's."""
     metrics = {}
     for w, r in result["static"].items():
         metrics[f"top1_width_{w}"] = float(r["correct"].float().mean())
@@ -85,17 +110,27 @@ def summarize(result, route_start=0, num_routes=4):
             metrics[f"route_frac_{k}"] = float(frac[k])
         metrics["random_gate_top1"] = float(sum(frac[k] * metrics[f"top1_width_{route_start + k}"]
                                                 for k in range(num_routes)))
+    else:  # one route histogram per gate (DS-ResNet stages 2-4, DS-ViT++ stages 1-3)
+        for g in range(dyn["route"].shape[1]):
+            frac = torch.bincount(dyn["route"][:, g], minlength=num_routes).float() / len(dyn["route"])
+            for k in range(num_routes):
+                metrics[f"route_frac_gate{g}_{k}"] = float(frac[k])
+        if result.get("random_gate") is not None:
+            metrics["random_gate_top1"] = float(result["random_gate"]["correct"].float().mean())
+            metrics["random_gate_mean_madds"] = float(result["random_gate"]["madds"].mean())
     return metrics
 
 
-def draw_accuracy_vs_madds(path, metrics, title="accuracy vs MAdds", size=(720, 420)):
-    """PNG: the static widths' (MAdds, top-1) curve and the gated network's point (a filled circle)."""
+def draw_accuracy_vs_madds(path, metrics, title="accuracy vs MAdds", size=(720, 420), gated=None):
+    """PNG: the static widths' (MAdds, top-1) curve and the gated network's point (a filled circle). `gated`: draw
+    the gated point (None: when the metrics hold a single gate's route fractions; pass it for multi-gate nets)."""
     widths = sorted(int(k.rsplit("_", 1)[1]) for k in metrics if k.startswith("top1_width_"))
     xs = np.array([metrics[f"madds_width_{w}"] for w in widths]) / 1e6
     ys = np.array([metrics[f"top1_width_{w}"] for w in widths])
-    dyn = (metrics["mean_madds"] / 1e6, metrics["test_top1"]) if "route_frac_0" in metrics or \
-        "random_gate_top1" in metrics else None
-    all_x = np.append(xs, dyn[0]) if dyn else xs
+    if gated is None:
+        gated = "route_frac_0" in metrics or "random_gate_top1" in metrics
+    dyn = (metrics["mean_madds"] / 1e6, metrics["test_top1"]) if gated else None
+    all_x = np.append(xs, [dyn[0], metrics.get("random_gate_mean_madds", dyn[0] * 1e6) / 1e6]) if dyn else xs
     all_y = np.append(ys, [dyn[1], metrics.get("random_gate_top1", dyn[1])]) if dyn else ys
     x_lo, x_hi = float(all_x.min()), float(max(all_x.max(), all_x.min() + 1e-6))
     y_lo, y_hi = float(all_y.min()) - 0.02, float(all_y.max()) + 0.02
@@ -124,7 +159,8 @@ def draw_accuracy_vs_madds(path, metrics, title="accuracy vs MAdds", size=(720, 
         cv2.circle(img, px(*dyn), 7, COLOURS[1], -1, cv2.LINE_AA)
         legend.append(("gated (DS-Net)", COLOURS[1]))
         if "random_gate_top1" in metrics:
-            cv2.drawMarker(img, px(dyn[0], metrics["random_gate_top1"]), COLOURS[3], cv2.MARKER_TILTED_CROSS, 12, 2)
+            rx = metrics.get("random_gate_mean_madds", metrics["mean_madds"]) / 1e6
+            cv2.drawMarker(img, px(rx, metrics["random_gate_top1"]), COLOURS[3], cv2.MARKER_TILTED_CROSS, 12, 2)
             legend.append(("random gate", COLOURS[3]))
     for i, (name, colour) in enumerate(legend):
         y = box[1] + 12 + 18 * i

@@ -8,6 +8,10 @@ the EMA random sub-networks.
 Stage II, sandwich gate sparsification (SGS): the online gate target of a sample is the slimmest route if the
 smallest sub-network classifies it correctly, else the widest route; loss = gate CE + task CE of the dynamic
 network (through straight-through Gumbel) + 0.5 (MAdds / 1e9)^2.
+
+MvCo (DS-ViT++ Stage I, `mvco`): every image comes as V augmented views; the bootstrap target is the EMA largest
+sub-network's softmax averaged over the views (`mvco_target`), and every sampled sub-network adds the consistency of
+its own predictions across the views (`mvco_consistency`, weight `mvco_weight`).
 """
 import torch
 import torch.nn.functional as F
@@ -60,3 +64,28 @@ def gate_loss(gate_outputs, target, keep, ce_input="probabilities", smoothing=0.
 def madds_loss(madds, unit=1e9):
     """Official complexity penalty (mean MAdds / unit)^2, differentiable through the gate's soft one-hot."""
     return (madds.float().mean() / unit) ** 2
+
+
+def mvco_target(probs, views=1):
+    """MvCo bootstrap target [paper-TPAMI abstract names MvCo; form recalled/assumed, notes §4.7.5]: the teacher's
+    softmax averaged over the `views` augmented views of each image, the same target for every view.
+
+    probs: (V * B, C), view-major (rows v * B .. (v + 1) * B - 1 are view v). Returns (V * B, C).
+    """
+    if views == 1:
+        return probs
+    mean = probs.view(views, -1, probs.shape[1]).mean(0)                   # (B, C)
+    return mean.repeat(views, 1)
+
+
+def mvco_consistency(logits, views=2):
+    """Multi-view consistency of one sub-network [assumption: the consistency term's form is not retrieved]: the
+    generalised Jensen-Shannon divergence of its predictions on the V views of each image,
+    mean_b mean_v KL(p_v || p_bar), p_bar = mean_v p_v. Zero iff every view gets the same prediction (identical
+    views give exactly 0), positive otherwise; gradients reach every view's logits.
+
+    logits: (V * B, C), view-major.
+    """
+    log_p = F.log_softmax(logits.float(), 1).view(views, -1, logits.shape[1])  # (V, B, C)
+    log_mean = torch.logsumexp(log_p, 0) - torch.log(torch.tensor(float(views)))  # log p_bar, (B, C)
+    return (log_p.exp() * (log_p - log_mean)).sum(2).mean()

@@ -1,4 +1,4 @@
-"""DS-Net supernets: the official `slimmable_mbnet_v1_bn_uniform` (DS-MBNet) and DS-ResNet-50.
+"""DS-Net supernets: the official `slimmable_mbnet_v1_bn_uniform` (DS-MBNet) and DS-ResNet-50 (DS-ViT++: vit.py).
 
 One call runs one sub-network, named by `width`:
   "largest"    every slimmable layer at its widest (official `set_mode('largest')`)
@@ -18,14 +18,12 @@ DS-ResNet-50 = [assumption] from the research notes §4.7.3 (paper body not read
 ResNet-50, widths rho in {0.25, 0.5, 0.75, 1.0} of each stage, one double-headed gate in the first block of
 stages 2-4 (after its 3x3 conv, as the MBNet gate sits after the depthwise conv), stage 1 fixed at full width.
 """
-import dataclasses
-import math
-
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, SoftChoice, global_avg_pool, gumbel_softmax_st
+from .gating import GateOutput, SlimmableNet  # noqa: F401 (GateOutput: re-exported)
+from .ops import SlimBatchNorm2d, SlimConv2d, SlimLinear, SoftChoice, global_avg_pool
+from .vit import ds_vit_deit_s, ds_vit_tiny
 
 # official `choices_cfgs['slimmable_mbnet_v1_bn_uniform']`: (out channels list, layers, kernel, stride, has_gate)
 MBNET_V1_STEM = ([16, 24], 3, 2)
@@ -36,14 +34,6 @@ MBNET_V1_STAGES = [
     (list(range(224, 640 + 1, 32)), 6, 3, 2, True),
     (list(range(736, 1152 + 1, 32)), 2, 3, 2, False),
 ]
-
-
-@dataclasses.dataclass
-class GateOutput:
-    logits: torch.Tensor   # (B, K) slimming-head logits
-    soft: torch.Tensor     # (B, K) Gumbel-softmax probabilities (official `keep_gate`)
-    hard: torch.Tensor     # (B, K) straight-through one-hot
-    index: torch.Tensor    # (B,) chosen route (0 = slimmest of the routing space)
 
 
 def make_divisible(v, divisor=8):
@@ -127,53 +117,6 @@ class DSStage(nn.Module):
             x, _, m = block(x, choice, choice)
             madds = madds + m
         return x, choice, madds
-
-
-class SlimmableNet(nn.Module):
-    """What the two supernets share: width parsing, the gate decision, the MAdds/gate records."""
-
-    num_routes = 4
-    route_start = 0
-
-    def configure_gate(self, tau=1.0, eval_noise=True):
-        """tau: Gumbel temperature; eval_noise: add Gumbel noise in eval too (official quirk, default True).
-        `gumbel_noise`, when set to a (B, K) tensor, is the noise of the next call (per-sample, reproducible)."""
-        self.tau, self.eval_noise, self.gumbel_noise = tau, eval_noise, None
-
-    def make_decide(self, width):
-        """The gate decision of a "dynamic" / "dynamic_sliced" call (records a GateOutput per gate)."""
-        def decide(logits):
-            noise = self.training or self.eval_noise
-            if noise and self.gumbel_noise is not None:
-                noise = self.gumbel_noise
-            soft, hard, index = gumbel_softmax_st(logits, self.tau, noise=noise)
-            self.gates.append(GateOutput(logits, soft, hard, index))
-            if width == "dynamic":
-                return SoftChoice(hard, self.route_start)
-            if (index != index[0]).any():
-                raise ValueError("dynamic_sliced needs one route for the whole batch: run it with batch size 1")
-            return self.route_start + int(index[0])
-        return decide
-
-    def gate_parameters(self):
-        """The slimming heads (official `get_gate`): the only parameters Stage II trains."""
-        return [p for m in self.modules() if isinstance(m, MultiHeadGate) and m.has_gate for p in m.gate.parameters()]
-
-    def init_weights(self):
-        """Official `efficientnet_init_weights` (timm `_init_weight_goog`)."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0, math.sqrt(2.0 / fan_out))
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d) and m.affine:
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                r = 1.0 / math.sqrt(m.weight.shape[0])
-                nn.init.uniform_(m.weight, -r, r)
-                nn.init.zeros_(m.bias)
 
 
 class DSMobileNetV1(SlimmableNet):
@@ -301,6 +244,7 @@ class DSResNet(SlimmableNet):
                  small_input=False):
         super().__init__()
         self.ratios, self.gated_stages = list(ratios), tuple(gated_stages)
+        self.num_gated_stages = len(self.gated_stages)
         self.num_routes = num_routes or len(ratios)
         self.route_start = route_start
         stem_c = base_width
@@ -372,7 +316,8 @@ def ds_resnet_tiny(num_classes=10, small_input=True, **kwargs):
 
 
 MODELS = {"ds_mbnet_v1": slimmable_mbnet_v1_bn_uniform, "ds_mbnet_v1_tiny": ds_mbnet_v1_tiny,
-          "ds_resnet50": ds_resnet50, "ds_resnet_tiny": ds_resnet_tiny}
+          "ds_resnet50": ds_resnet50, "ds_resnet_tiny": ds_resnet_tiny,
+          "ds_vit_deit_s": ds_vit_deit_s, "ds_vit_tiny": ds_vit_tiny}
 
 
 def build_model(name, num_classes, **kwargs):

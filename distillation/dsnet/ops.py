@@ -16,6 +16,13 @@ Two paths, equal in value:
 Every op returns (output, madds): the multiply-adds of this call, counted as the official forward hooks do
 (`train_slim_gate.py::module_mac`): conv c_in*c_out*k*k*H_out*W_out/groups, linear c_in*c_out, average
 pooling c_in*H_in*W_in; BN and activations are not counted. madds is a float (sliced) or a (B,) tensor (masked).
+
+Vision-transformer ops (DS-ViT++, arXiv 2109.10060; no official code exists, so these are written from the "leading
+slice" rule of both abstracts, research notes §4.7.4 [unverified - recalled]): `SlimLayerNorm` (the widest LN's
+affine sliced; statistics over the active channels only), `SlimTokenLinear` (tokens (B, N, C), in and out features
+sliced; `chunks=3` slices the leading heads of q, k and v of a fused qkv weight) and `slim_attention` (fixed head
+dim, the leading h heads). Their MAdds follow the same rule: a linear costs c_in*c_out per token, the two attention
+matmuls N*N*head_dim per head each; LayerNorm, softmax and GELU are not counted (as BN and activations).
 """
 import dataclasses
 
@@ -77,9 +84,12 @@ def num_channels(channel_list, choice):
 
 
 def apply_mask(x, channel_list, choice):
-    """x * m[:, :, None, None] (or m for 2-d x) for a SoftChoice; x unchanged for an int choice."""
+    """x * m for a SoftChoice (m (B, C) broadcast over (B, C, H, W), over the tokens of (B, N, C), or (B, C) as
+    it is); x unchanged for an int choice. The channel axis is 1 for images, the last one for tokens."""
     if not isinstance(choice, SoftChoice):
         return x
+    if x.dim() == 3:  # tokens (B, N, C)
+        return x * choice.mask(channel_list, x.shape[2])[:, None, :]
     m = choice.mask(channel_list, x.shape[1])
     return x * (m[:, :, None, None] if x.dim() == 4 else m)
 
@@ -199,3 +209,84 @@ def gumbel_softmax_st(logits, tau=1.0, noise=True):
     index = y_soft.argmax(1)
     y_hard = F.one_hot(index, y_soft.shape[1]).to(y_soft.dtype)
     return y_soft, y_hard - y_soft.detach() + y_soft, index
+
+
+class SlimLayerNorm(nn.LayerNorm):
+    """LayerNorm over the leading c channels of tokens (B, N, C), with the widest LN's affine sliced [assumption:
+    the ViT analogue of the official sliced BN affine; a LayerNorm has no running statistics to keep apart].
+
+    Sliced: F.layer_norm over x's c = x.shape[-1] channels with weight[:c], bias[:c]. Masked (`SoftChoice`, x at
+    full width C): mean and variance over the channels each sample keeps, sum_c m_c x_c / sum_c m_c, and the output
+    masked, so it equals the sliced path sample by sample (and the channel count sum_c m_c carries the gate's
+    gradient).
+    """
+
+    def __init__(self, channels_list, eps=1e-6):
+        self.channels_list = as_list(channels_list)
+        super().__init__(self.channels_list[-1], eps=eps)
+
+    def forward(self, x, choice=None):
+        if not isinstance(choice, SoftChoice):
+            c = x.shape[-1]
+            return F.layer_norm(x, (c,), self.weight[:c], self.bias[:c], self.eps)
+        m = choice.mask(self.channels_list, x.shape[-1])[:, None, :]      # (B, 1, C)
+        count = m.sum(-1, keepdim=True)                                     # (B, 1, 1)
+        mean = (x * m).sum(-1, keepdim=True) / count
+        var = ((x - mean).square() * m).sum(-1, keepdim=True) / count
+        y = (x - mean) / torch.sqrt(var + self.eps) * self.weight + self.bias
+        return y * m
+
+
+class SlimTokenLinear(nn.Linear):
+    """Linear on tokens (B, N, C_in) -> (B, N, chunks * C_out), in and out features sliced to a leading slice.
+
+    in_features_list / out_features_list: the widths of the input and of each output chunk (ascending; the last is
+    stored). `chunks`: the output is `chunks` equal parts each sliced to its leading c_out rows (a fused qkv weight
+    (3 * H * d_h, D): the leading h heads of q, of k and of v), so the weight kept is weight.view(chunks, C_out,
+    C_in)[:, :c_out, :c_in]. Masked path: the output is multiplied by the out mask of every chunk.
+    """
+
+    def __init__(self, in_features_list, out_features_list, bias=True, chunks=1):
+        in_list, out_list = as_list(in_features_list), as_list(out_features_list)
+        super().__init__(in_list[-1], chunks * out_list[-1], bias=bias)
+        self.in_features_list, self.out_features_list, self.chunks = in_list, out_list, chunks
+
+    def sliced_weight(self, c_out, c_in):
+        if self.chunks == 1:
+            return self.weight[:c_out, :c_in]
+        return self.weight.view(self.chunks, -1, self.in_features)[:, :c_out, :c_in].reshape(-1, c_in)
+
+    def sliced_bias(self, c_out):
+        return self.bias.view(self.chunks, -1)[:, :c_out].reshape(-1)
+
+    def forward(self, x, out_choice=-1, in_choice=None):
+        """x: (B, N, c_in), sliced (int in_choice / None) or full width and zero beyond each sample's width
+        (SoftChoice in_choice). out_choice: int index into out_features_list, or a SoftChoice (masked)."""
+        c_in = x.shape[-1]
+        masked = isinstance(out_choice, SoftChoice)
+        c_out = self.out_features_list[-1] if masked else self.out_features_list[out_choice]
+        weight = inference_slice(self, "weight", (c_out, c_in), lambda: self.sliced_weight(c_out, c_in))
+        bias = None if self.bias is None else inference_slice(self, "bias", c_out, lambda: self.sliced_bias(c_out))
+        y = F.linear(x, weight, bias)                                       # (B, N, chunks * c_out)
+        if masked:
+            m = out_choice.mask(self.out_features_list, c_out).repeat(1, self.chunks)
+            y = y * m[:, None, :]
+        eff_in = num_channels(self.in_features_list, in_choice) if isinstance(in_choice, SoftChoice) else c_in
+        eff_out = num_channels(self.out_features_list, out_choice) if masked else c_out
+        return y, eff_in * eff_out * self.chunks * x.shape[1]
+
+
+def slim_attention(qkv, head_dim, heads_list=None, choice=None):
+    """Multi-head self-attention of a (sliced or masked) fused qkv (B, N, 3 * h * d_h) -> ((B, N, h * d_h), madds).
+
+    The number of heads is h = width / head_dim (head dim fixed, the leading heads kept). In the masked path the
+    heads beyond a sample's width have q = k = v = 0, so their output is 0 (a uniform softmax over zero values).
+    MAdds: q k^T and attn v, N * N * d_h each per head; masked: the gate's expected head count (B,).
+    """
+    b, n, c3 = qkv.shape
+    h = c3 // (3 * head_dim)
+    q, k, v = qkv.view(b, n, 3, h, head_dim).permute(2, 0, 3, 1, 4)      # 3 x (B, h, N, d_h)
+    y = F.scaled_dot_product_attention(q, k, v)                           # (B, h, N, d_h)
+    y = y.transpose(1, 2).reshape(b, n, h * head_dim)
+    heads = num_channels(heads_list, choice) if isinstance(choice, SoftChoice) else h
+    return y, 2 * heads * n * n * head_dim

@@ -12,9 +12,14 @@ statistics of every static width are recalibrated on training batches (`reset_bn
 Stage II (official `train_slim_gate.py::train_epoch_slim_gate`): only the slimming heads train, every BN is frozen;
 loss = SGS gate CE + task CE of the gated network (straight-through Gumbel) + 0.5 (MAdds / 1e9)^2.
 
+DS-ViT++ (`model: ds_vit_*`, vit.py): the same two stages; Stage I adds MvCo (`mvco`, on by default for the ViT:
+V augmented views per image, the bootstrap target averaged over the views, and a cross-view consistency term) and
+may use AdamW (`optimizer`, the DeiT recipe); there is no BN to recalibrate.
+
 `stage: both` runs Stage I, the recalibration and Stage II in one run (the smoke config). The final evaluation
-writes metrics.json (test_top1, mean_madds, top1_width_<i>, madds_width_<i>, route_frac_<k>, random_gate_top1)
-and accuracy_vs_madds.png. `--resume` continues from checkpoints/last.pt (which records the stage).
+writes metrics.json (test_top1, mean_madds, top1_width_<i>, madds_width_<i>, route_frac_<k> or
+route_frac_gate<g>_<k>, random_gate_top1) and accuracy_vs_madds.png. `--resume` continues from
+checkpoints/last.pt (which records the stage).
 """
 import copy
 import dataclasses
@@ -33,12 +38,14 @@ from common.errors import ConfigError, exit_on_user_error
 from common.rundir import Run, check_finite
 from common.runtime import seed_everything
 
-from .data import DATASETS, build_datasets, dataset_dir, loader
+from .data import DATASETS, MultiView, build_datasets, dataset_dir, loader
 from .evaluation import draw_accuracy_vs_madds, evaluate, per_sample_gumbel, summarize
-from .losses import GATE_CE_INPUTS, GATE_TARGETS, gate_loss, label_smoothing_ce, madds_loss, sgs_targets, soft_target_ce
+from .losses import (GATE_CE_INPUTS, GATE_TARGETS, gate_loss, label_smoothing_ce, madds_loss, mvco_consistency,
+                     mvco_target, sgs_targets, soft_target_ce)
 from .model import MODELS, build_model
 from .official import load_supernet
 from .ops import SlimBatchNorm2d
+from .vit import GATE_INPUTS, IDLE_MODES, DropPath
 
 HERE = Path(__file__).resolve().parent
 STAGES = ("supernet", "gate", "both")
@@ -68,6 +75,19 @@ class DSNetConfig(RunConfig):
     route_start: int = option(0, "first width of the routing space (official start_chn_idx)")
     gumbel_tau: float = option(1.0, "Gumbel-softmax temperature")
     eval_gumbel_noise: bool = option(True, "add Gumbel noise at evaluation too (official quirk; false: argmax)")
+    # DS-ViT++ (model ds_vit_*; every choice below is [assumption] or [recalled], see README)
+    vit_idle: str = option("passthrough", "ViT: channels [d:] of the residual stream in a block of width d: "
+                           "passthrough (dynamic idle slicing, unchanged) or zero", choices=IDLE_MODES)
+    vit_gate_input: str = option("mean_patch", "ViT gate input: LayerNorm of the mean patch token, or the class "
+                                 "token", choices=GATE_INPUTS)
+    vit_gate_attention: bool = option(True, "ViT gate's attention head (re-weights the MLP hidden units of the "
+                                      "stage's first block)")
+    drop_path: float = option(0.0, "ViT stochastic depth, linear in depth up to this rate (DeiT-S: 0.1)")
+    vit_embed_dims: list[int] = option([], "ViT embedding width of each choice (empty: the model's, DeiT-S "
+                                       "192, 256, 320, 384)")
+    vit_num_heads: list[int] = option([], "ViT heads of each choice (empty: the model's, DeiT-S 3, 4, 5, 6)")
+    vit_mlp_dims: list[int] = option([], "ViT MLP hidden width of each choice (empty: 4x the embedding width)")
+    vit_stages: list[int] = option([], "ViT blocks per gated stage (empty: the model's, DeiT-S 4, 4, 4)")
     # stages
     stage: str = option("supernet", "supernet (Stage I), gate (Stage II) or both", choices=STAGES)
     supernet_checkpoint: str = option("", "gate stage: supernet weights (our last.pt / supernet.pt, or the "
@@ -90,6 +110,16 @@ class DSNetConfig(RunConfig):
     inplace_bootstrap: bool = option(True, "IB: sub-networks learn the EMA largest's softmax (false: labels)")
     ensemble_ib: bool = option(False, "IEB: the smallest learns the EMA ensemble (CVPR; official default false)")
     ema_decay: float = option(0.997, "EMA decay (IB target, and the weights evaluated when eval_ema)")
+    optimizer: str = option("sgd", "Stage I optimiser: sgd (official DS-Net) or adamw (DeiT recipe, no weight "
+                            "decay on biases, norms, class token, position embedding)", choices=("sgd", "adamw"))
+    mvco: str = option("auto", "MvCo multi-view consistency in Stage I: auto (on for ds_vit_*, off for the CNNs), "
+                       "true, false", choices=("auto", "true", "false"))
+    mvco_views: int = option(2, "MvCo: augmented views per image")
+    mvco_weight: float = option(1.0, "MvCo: weight of the cross-view consistency term (0: only the view-averaged "
+                                "bootstrap target)")
+    sandwich_per_stage: bool = option(False, "random sub-networks of the sandwich draw one choice per gated stage, "
+                                      "so the mixed routes of a multi-gate net (ds_vit_*, ds_resnet*) get trained "
+                                      "[assumption; false: one uniform choice, the official sampling]")
     drop_zero_grads: bool = option(True, "official quirk: parameters whose summed gradient is exactly 0 skip the step")
     reset_bn: bool = option(True, "recalibrate the BN statistics of every static width after Stage I")
     bn_recal_batches: int = option(1001, "training batches of the recalibration (official: 1001)")
@@ -142,9 +172,24 @@ def cosine_lambda(epochs, base_lr, warmup_epochs=0, warmup_lr=1e-5, min_lr=1e-5)
     return factor
 
 
+def is_vit(cfg):
+    return cfg.model.startswith("ds_vit")
+
+
+def use_mvco(cfg):
+    return cfg.mvco == "true" or (cfg.mvco == "auto" and is_vit(cfg))
+
+
 def model_kwargs(cfg):
-    return dict(small_input=cfg.small_input, num_routes=cfg.num_routes, route_start=cfg.route_start,
-                tau=cfg.gumbel_tau, eval_noise=cfg.eval_gumbel_noise,
+    gate = dict(num_routes=cfg.num_routes, route_start=cfg.route_start, tau=cfg.gumbel_tau,
+                eval_noise=cfg.eval_gumbel_noise)
+    if is_vit(cfg):
+        lists = {"embed_dims": cfg.vit_embed_dims, "num_heads": cfg.vit_num_heads, "mlp_dims": cfg.vit_mlp_dims,
+                 "stages": cfg.vit_stages}
+        return dict(gate, img_size=cfg.image_size if cfg.dataset == "imagenet" else 32, drop_path=cfg.drop_path,
+                    idle=cfg.vit_idle, gate_input=cfg.vit_gate_input, gate_attention=cfg.vit_gate_attention,
+                    **{k: tuple(v) for k, v in lists.items() if v})
+    return dict(gate, small_input=cfg.small_input,
                 **({"drop_rate": cfg.drop_rate} if cfg.model.startswith("ds_mbnet") else {}))
 
 
@@ -153,15 +198,38 @@ def make_model(cfg, num_classes):
 
 
 def sandwich(cfg, model, step):
-    """[largest, num_random uniform choices in 1 .. W-1, smallest] of this step (same on every rank and resume)."""
+    """[largest, num_random uniform choices in 1 .. W-1, smallest] of this step (same on every rank and resume).
+    `sandwich_per_stage`: each random sub-network is a tuple of independent choices in 0 .. W-1, one per gated
+    stage, so the mixed routes a multi-gate network takes in Stage II are trained too [assumption]."""
     if cfg.supernet_training == "largest_only":
         return ["largest"]
     rng = random.Random(f"{cfg.seed}-{step}")
+    if cfg.sandwich_per_stage:
+        return ["largest", *[tuple(rng.randint(0, model.num_widths - 1) for _ in range(model.num_gated_stages))
+                             for _ in range(cfg.num_random)], "smallest"]
     return ["largest", *[rng.randint(1, model.num_widths - 1) for _ in range(cfg.num_random)], "smallest"]
 
 
+def flatten_views(x, y=None):
+    """MvCo batches (B, V, 3, H, W) -> (V * B, 3, H, W), view-major, labels repeated; other batches unchanged.
+    Returns (x, y, V)."""
+    if x.dim() != 5:
+        return x, y, 1
+    views = x.shape[1]
+    return x.transpose(0, 1).flatten(0, 1), None if y is None else y.repeat(views), views
+
+
 def supernet_step(cfg, model, forward, ema, x, y, step, last):
-    """One Stage I update's gradients (summed over the sandwich); returns the largest net's loss."""
+    """One Stage I update's gradients (summed over the sandwich); returns the largest net's loss.
+
+    MvCo (x of shape (B, V, 3, H, W)): the V views run as one batch; the EMA target of every view is the mean over
+    the views (`mvco_target`), and each sub-network adds mvco_weight * its cross-view consistency."""
+    x, y, views = flatten_views(x, y)
+
+    def teacher(width):
+        with torch.no_grad():
+            return mvco_target(F.softmax(ema.module(x, width), 1), views)
+
     guides, loss_largest = [], None
     for width in sandwich(cfg, model, step):
         out = forward(x, width)
@@ -170,14 +238,14 @@ def supernet_step(cfg, model, forward, ema, x, y, step, last):
             if width == "largest":
                 loss_largest = loss.detach()
                 if cfg.inplace_bootstrap:
-                    with torch.no_grad():
-                        guides.append(F.softmax(ema.module(x, "largest"), 1))
+                    guides.append(teacher("largest"))
         else:
             target = torch.stack(guides).mean(0) if width == "smallest" and cfg.ensemble_ib else guides[0]
             loss = soft_target_ce(out, target)
             if cfg.ensemble_ib and width != "smallest":
-                with torch.no_grad():
-                    guides.append(F.softmax(ema.module(x, width), 1))
+                guides.append(teacher(width))
+        if views > 1 and cfg.mvco_weight > 0:
+            loss = loss + cfg.mvco_weight * mvco_consistency(out, views)
         check_finite(loss, step, last)
         loss.backward()
     return loss_largest
@@ -205,7 +273,10 @@ def gate_step(cfg, model, forward, x, y, idx, epoch, step, last):
 @torch.no_grad()
 def recalibrate_bn(cfg, model, train_loader, device):
     """Official `reset_bn`: reset every BN's statistics, then forward `bn_recal_batches` training batches through
-    each static width (uniform choice) in train mode (statistics only; no update of weights)."""
+    each static width (uniform choice) in train mode (statistics only; no update of weights). A network without BN
+    (DS-ViT++) has nothing to recalibrate."""
+    if not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules()):
+        return
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.reset_running_stats()
@@ -214,16 +285,18 @@ def recalibrate_bn(cfg, model, train_loader, device):
     for b, (x, _, _) in enumerate(train_loader):
         if b >= cfg.bn_recal_batches:
             break
+        x = flatten_views(x)[0].to(device)
         for w in model.static_widths():
-            model(x.to(device), w)
+            model(x, w)
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.momentum = 0.1
 
 
 def freeze_bn(model):
+    """Stage II: every BN uses its (recalibrated) running statistics, and stochastic depth is off."""
     for m in model.modules():
-        if isinstance(m, (torch.nn.BatchNorm2d, SlimBatchNorm2d)):
+        if isinstance(m, (torch.nn.BatchNorm2d, SlimBatchNorm2d, DropPath)):
             m.eval()
 
 
@@ -233,8 +306,9 @@ def run_stage(cfg, run, dist, device, model, train_set, stage, state):
     epochs = cfg.epochs if stage == "supernet" else cfg.gate_epochs
     opt, sched, ema = state["opt"], state["sched"], state["ema"]
     forward = wrap_ddp(model, dist, device)
-    sampler = distributed_sampler(train_set, shuffle=True, seed=cfg.seed)
-    train_loader = loader(train_set, cfg.batch_size // dist.world_size, sampler, cfg.num_workers)
+    views = MultiView(train_set, cfg.mvco_views) if stage == "supernet" and use_mvco(cfg) else train_set
+    sampler = distributed_sampler(views, shuffle=True, seed=cfg.seed)
+    train_loader = loader(views, cfg.batch_size // dist.world_size, sampler, cfg.num_workers)
     for epoch in range(state["epoch"], epochs):
         sampler.set_epoch(epoch + (0 if stage == "supernet" else 10_000))
         model.train()
@@ -263,7 +337,7 @@ def run_stage(cfg, run, dist, device, model, train_set, stage, state):
         run.log.info("%s epoch %d/%d: %s", stage, epoch + 1, epochs,
                      " ".join(f"{k} {float(v):.4f}" for k, v in logs.items()))
         state["epoch"] = epoch + 1
-        if stage == "supernet" and epoch + 1 == epochs and cfg.reset_bn:
+        if stage == "supernet" and epoch + 1 == epochs and cfg.reset_bn and not is_vit(cfg):
             recal_loader = loader(train_set, cfg.batch_size // dist.world_size, None, cfg.num_workers)
             recalibrate_bn(cfg, model, recal_loader, device)
             recalibrate_bn(cfg, ema.module, recal_loader, device)
@@ -293,7 +367,13 @@ def stage_state(cfg, model, stage, data_dir, num_classes, step=0):
         params = model.gate_parameters()
         lr, wd = cfg.gate_lr, cfg.gate_weight_decay
         factor = cosine_lambda(cfg.gate_epochs, lr, 0, cfg.warmup_lr, cfg.min_lr)
-    opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, nesterov=cfg.nesterov)
+    if stage == "supernet" and cfg.optimizer == "adamw":  # DeiT / timm: no decay on 1-d tensors and the tokens
+        no_decay = {id(p) for n, p in model.named_parameters() if p.dim() <= 1 or n in ("cls_token", "pos_embed")}
+        groups = [{"params": [p for p in params if id(p) not in no_decay], "weight_decay": wd},
+                  {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0}]
+        opt = torch.optim.AdamW(groups, lr=lr)
+    else:
+        opt = torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=wd, nesterov=cfg.nesterov)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
     return {"opt": opt, "sched": sched, "ema": EMA(model, cfg.ema_decay), "epoch": 0, "step": step,
             "data_dir": data_dir, "num_classes": num_classes}
@@ -303,7 +383,7 @@ def final_evaluation(cfg, run, device, model, test_set, gated):
     metrics = summarize(evaluate(model, loader(test_set, cfg.eval_batch_size, num_workers=cfg.num_workers), device,
                                  dynamic=gated, noise_seed=cfg.seed), cfg.route_start, cfg.num_routes)
     draw_accuracy_vs_madds(run.dir / "accuracy_vs_madds.png", metrics,
-                           title=f"{cfg.model}: static widths and the gated network")
+                           title=f"{cfg.model}: static widths and the gated network", gated=gated)
     return metrics
 
 
@@ -315,6 +395,14 @@ def main(argv=None):
                           "DS_MBNet-70_1.pth.tar)")
     if cfg.route_start + cfg.num_routes > 14 and cfg.model.startswith("ds_mbnet"):
         raise ConfigError("route_start + num_routes must be <= 14 (the widths of DS-MBNet)")
+    if cfg.route_start + cfg.num_routes > 4 and cfg.model.startswith("ds_resnet"):
+        raise ConfigError("route_start + num_routes must be <= 4 (the widths of DS-ResNet)")
+    if is_vit(cfg) and cfg.route_start + cfg.num_routes > (len(cfg.vit_embed_dims) or 4):
+        raise ConfigError("route_start + num_routes must be <= the number of DS-ViT++ widths (vit_embed_dims)")
+    if cfg.sandwich_per_stage and cfg.model.startswith("ds_mbnet"):
+        raise ConfigError("--sandwich_per_stage needs a multi-gate supernet (ds_vit_*, ds_resnet*); DS-MBNet has one")
+    if use_mvco(cfg) and cfg.mvco_views < 2:
+        raise ConfigError("--mvco needs --mvco_views >= 2")
     dist, device = init_distributed(cfg.device, cfg.cpu_threads)
     run = Run(cfg, "dsnet", dist)
     seed_everything(cfg.seed, cfg.deterministic)
