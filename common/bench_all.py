@@ -239,23 +239,30 @@ def parse_ofa_prompt(out, size):
 
 def parse_dsnet(out, size):
     """distillation/dsnet/bench.py: batch-1 latency; each sliced width vs the same width as a dense network, and the
-    gated network routed to its slimmest width vs the full network."""
-    rows, recs = out.get("rows", {}), []
-    where = f"DS-MBNet, batch 1, {out.get('image_size')} px"
-    for name in sorted((k for k in rows if k.startswith("width_")), key=lambda k: int(k.split("_")[1])):
-        i = name.split("_")[1]
-        dense = rows.get(f"dense_{i}", {})
-        rec = record(f"sliced_vs_dense_width_{i}", where, rows[name]["median_ms"], None,
-                     peer=f"standalone dense width {i}", peer_ms=dense.get("median_ms"),
-                     peer_error=None if dense else "not measured", goal="<= 1.2x the dense network")
-        rec["passed"] = _le(rec["time_ratio"], 1.2)
+    gated network routed to its slimmest width vs the full network, for DS-MBNet (top level) and DS-ViT++ (`vit`)."""
+    recs = []
+    for prefix, net, part in (("", "DS-MBNet", out), ("vit_", "DS-ViT++ DeiT-S", out.get("vit"))):
+        if part is None:
+            continue
+        rows, where = part.get("rows", {}), f"{net}, batch 1, {part.get('image_size')} px"
+        for name in sorted((k for k in rows if k.startswith("width_")), key=lambda k: int(k.split("_")[1])):
+            i = name.split("_")[1]
+            dense = rows.get(f"dense_{i}", {})
+            rec = record(f"{prefix}sliced_vs_dense_width_{i}", where, rows[name]["median_ms"], None,
+                         peer=f"standalone dense width {i}", peer_ms=dense.get("median_ms"),
+                         peer_error=None if dense else "not measured", goal="<= 1.2x the dense network")
+            rec["passed"] = _le(rec["time_ratio"], 1.2)
+            recs.append(rec)
+        full, slim = rows.get(f"width_{part.get('full_width')}", {}), rows.get("gated_slimmest", {})
+        rec = record(f"{prefix}gated_slimmest_vs_full", where, slim.get("median_ms"), None,
+                     peer="full network (sliced)", peer_ms=full.get("median_ms"),
+                     peer_error=None if full else "not measured", goal=">= 1.5x faster than the full network")
+        rec["passed"] = _le(rec["time_ratio"], 1 / 1.5)
         recs.append(rec)
-    full, slim = rows.get(f"width_{out.get('full_width')}", {}), rows.get("gated_slimmest", {})
-    rec = record("gated_slimmest_vs_full", where, slim.get("median_ms"), None, peer="full network (sliced)",
-                 peer_ms=full.get("median_ms"), peer_error=None if full else "not measured",
-                 goal=">= 1.5x faster than the full network")
-    rec["passed"] = _le(rec["time_ratio"], 1 / 1.5)
-    return recs + [rec]
+    return recs
+
+
+VIT_CASES = [f"vit_sliced_vs_dense_width_{i}" for i in range(4)] + ["vit_gated_slimmest_vs_full"]
 
 
 def parse_ickd(out, size):
@@ -353,11 +360,11 @@ METHODS = [
            budget_s={"tiny": 60, "paper": 90}, no_peer=["--cases", "finetune,ptuning_v2,ipt_prefix"]),
     Method("dsnet", "distillation/dsnet",
            args={"tiny": ["--image_size", "64", "--widths", "0,13", "--iters", "2", "--warmup", "1"], "paper": []},
-           cases={"tiny": ["sliced_vs_dense_width_0", "sliced_vs_dense_width_13", "gated_slimmest_vs_full"],
-                  "paper": [f"sliced_vs_dense_width_{i}" for i in range(14)] + ["gated_slimmest_vs_full"]},
+           cases={"tiny": ["sliced_vs_dense_width_0", "sliced_vs_dense_width_13", "gated_slimmest_vs_full"] + VIT_CASES,
+                  "paper": [f"sliced_vs_dense_width_{i}" for i in range(14)] + ["gated_slimmest_vs_full"] + VIT_CASES},
            parse=parse_dsnet,
-           goal="batch-1 latency: a sliced width within 1.2x of the same dense network; gated routed to the "
-                "slimmest width >= 1.5x faster than the full network",
+           goal="batch-1 latency (DS-MBNet and DS-ViT++): a sliced width within 1.2x of the same dense network; "
+                "gated routed to the slimmest width >= 1.5x faster than the full network",
            budget_s={"tiny": 60, "paper": 120}),
     Method("ickd", "distillation/ickd",
            args={"tiny": ["--teacher", "resnet8x4", "--student", "resnet8", "--batch_size", "8", "--iters", "1",
