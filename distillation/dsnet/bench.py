@@ -191,14 +191,15 @@ class DenseViT(nn.Module):
                 if g.expand is not None else None
             self.gates.append(gate)
             self.gate_input.append(g.gate_input)
+        bounds = zip(supernet.stage_starts[:-1], supernet.stage_starts[1:], strict=True)
         self.stages = nn.ModuleList([nn.ModuleList([DenseViTBlock(supernet.blocks[i], c) for i in range(a, b)])
-                                     for a, b in zip(supernet.stage_starts[:-1], supernet.stage_starts[1:])])
+                                     for a, b in bounds])
         self.norm, self.head = copy.deepcopy(supernet.norm), copy.deepcopy(supernet.head)
 
     def forward(self, x):
         t = self.patch(x).flatten(2).transpose(1, 2)
         t = torch.cat([self.cls_token.expand(t.shape[0], -1, -1), t], 1) + self.pos_embed
-        for gate, kind, blocks in zip(self.gates, self.gate_input, self.stages):
+        for gate, kind, blocks in zip(self.gates, self.gate_input, self.stages, strict=True):
             pooled = t[:, 1:].mean(1) if kind == "mean_patch" else t[:, 0]
             r = F.relu(gate.reduce(gate.norm(pooled)))
             scale = gate.expand(r).sigmoid() if gate.expand is not None else None

@@ -40,8 +40,17 @@ from common.runtime import seed_everything
 
 from .data import DATASETS, MultiView, build_datasets, dataset_dir, loader
 from .evaluation import draw_accuracy_vs_madds, evaluate, per_sample_gumbel, summarize
-from .losses import (GATE_CE_INPUTS, GATE_TARGETS, gate_loss, label_smoothing_ce, madds_loss, mvco_consistency,
-                     mvco_target, sgs_targets, soft_target_ce)
+from .losses import (
+    GATE_CE_INPUTS,
+    GATE_TARGETS,
+    gate_loss,
+    label_smoothing_ce,
+    madds_loss,
+    mvco_consistency,
+    mvco_target,
+    sgs_targets,
+    soft_target_ce,
+)
 from .model import MODELS, build_model
 from .official import load_supernet
 from .ops import SlimBatchNorm2d

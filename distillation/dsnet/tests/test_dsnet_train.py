@@ -1,10 +1,12 @@
 """End to end on generated CIFAR-format data: the smoke run (Stage I, BN recalibration, Stage II) with its quality
-floor and its control, eval.sh's numbers, an exact resume across the stage boundary, 2-process DDP == 1 process
+floor and its control, eval.sh's numbers, kill -9 in Stage II + --resume bit-identical, 2-process DDP == 1 process
 for Stage II, the configs, and a missing dataset named in the error."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -15,6 +17,7 @@ from dsnet import train as dsnet_train
 
 from common.config import parse_config
 
+HERE = Path(dsnet_train.__file__).resolve().parent
 SMALL = ["--synthetic_train_per_class", "16", "--synthetic_test_per_class", "8", "--bn_recal_batches", "2"]
 
 
@@ -77,33 +80,40 @@ def test_supernet_checkpoint_evaluates_without_a_gate(smoke_run, tmp_path):
     assert "random_gate_top1" not in m and m["test_top1"] == m["top1_width_13"]
 
 
-def test_resume_across_the_stage_boundary_is_bit_identical(tmp_path, monkeypatch):
-    args = ["--config", "configs/smoke.yaml", "--progress", "false", *SMALL, "--epochs", "2", "--gate_epochs", "2"]
-    dsnet_train.main(args + ["--out_dir", str(tmp_path / "full")])
-
-    real_save, saves = dsnet_train.save_checkpoint, []
-
-    def save_then_die(path, state):  # a kill right after the first Stage II epoch's checkpoint
-        real_save(path, state)
-        saves.append((path.name, state["stage"]))
-        if saves.count(("last.pt", "gate")) == 1:
-            raise RuntimeError("killed")
-
-    monkeypatch.setattr(dsnet_train, "save_checkpoint", save_then_die)
-    with pytest.raises(RuntimeError, match="killed"):
-        dsnet_train.main(args + ["--out_dir", str(tmp_path / "cut")])
-    monkeypatch.setattr(dsnet_train, "save_checkpoint", real_save)
-    dsnet_train.main(args + ["--out_dir", str(tmp_path / "cut"), "--resume"])
+@pytest.mark.slow
+def test_kill_minus_9_in_stage_two_then_resume_is_bit_identical(tmp_path):
+    """SIGKILL to the real train.sh once a Stage II epoch is checkpointed, then --resume: the gated network, its EMA,
+    the step count and the metrics equal an uninterrupted run's (Stage I, BN recalibration and Stage II)."""
+    args = ["--config", "configs/smoke.yaml", "--progress", "false", *SMALL, "--epochs", "2", "--gate_epochs", "6"]
+    env = {**os.environ, "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    subprocess.run(["bash", str(HERE / "train.sh"), *args, "--out_dir", str(tmp_path / "full")], env=env, check=True,
+                   capture_output=True)
+    out = tmp_path / "cut"
+    proc = subprocess.Popen(["bash", str(HERE / "train.sh"), *args, "--out_dir", str(out)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    last, deadline = out / "checkpoints" / "last.pt", time.time() + 300
+    while time.time() < deadline:                   # kill hard after the first Stage II epoch's checkpoint
+        if last.exists() and torch.load(last, weights_only=False)["stage"] == "gate":
+            break
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.01)
+    else:
+        pytest.fail("no Stage II checkpoint within 300 s")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists()
+    subprocess.run(["bash", str(HERE / "train.sh"), *args, "--out_dir", str(out), "--resume", "true"], env=env,
+                   check=True, capture_output=True)
 
     full = torch.load(tmp_path / "full" / "checkpoints" / "last.pt", weights_only=False)
-    cut = torch.load(tmp_path / "cut" / "checkpoints" / "last.pt", weights_only=False)
-    assert full["stage"] == cut["stage"] == "gate" and full["epoch"] == cut["epoch"] == 2
+    cut = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
+    assert full["stage"] == cut["stage"] == "gate" and full["epoch"] == cut["epoch"] == 6
     assert full["step"] == cut["step"]
     for part in ("model", "ema"):
         for key in full[part]:
             assert torch.equal(full[part][key], cut[part][key]), (part, key)
     assert json.loads((tmp_path / "full" / "metrics.json").read_text()) == \
-        json.loads((tmp_path / "cut" / "metrics.json").read_text())
+        json.loads((out / "metrics.json").read_text())
 
 
 def test_two_process_ddp_gate_training_equals_one_process(smoke_run, tmp_path):
