@@ -70,7 +70,7 @@ def load_paired(ds, index):
     if ds.layout == "daflow":
         raise ConfigError("layout daflow ships no parse and no keypoint JSON; BVTON needs both (use cpvton, "
                           "viton_hd or dresscode)")
-    p = ds._paths(person_name, cloth_name)  # common.data.tryon has no public accessor for the paths
+    p = ds.paths(index)
     h, w = arrays["person"].shape[:2]
     parse = read_label_map(p["parse"], (h, w))
     if ds.layout == "dresscode":
