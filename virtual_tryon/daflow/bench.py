@@ -118,6 +118,9 @@ def main(argv=None):
     cases = set(args.cases.split(","))
     if cases - {"train", "inference"}:
         p.error(f"--cases: unknown {sorted(cases - {'train', 'inference'})}; known: train, inference")
+    hw = args.inference_size.lower().split("x")
+    if args.inference_size and (len(hw) != 2 or not all(v.isdigit() for v in hw)):
+        p.error(f"--inference_size: HxW in pixels (e.g. 1024x768), got {args.inference_size!r}")
     rows = []
     for size in PRESETS[preset] if "train" in cases else ():
         for backend in ("reference", "deform_conv"):
@@ -144,8 +147,7 @@ def main(argv=None):
                             for be, r in zip(("reference", "deform_conv"), bf, strict=True) if r})
     inference = []
     if "inference" in cases:
-        size = (tuple(int(v) for v in args.inference_size.lower().split("x")) if args.inference_size
-                else max(PRESETS[preset])[:2])
+        size = tuple(int(v) for v in hw) if args.inference_size else max(PRESETS[preset])[:2]
         for backend in ("reference", "deform_conv"):
             for amp in (False, True) if device.type == "cuda" else (False,):
                 r = run_isolated(inference_one, preset, size, backend, amp, str(device), args.steps, args.warmup,
