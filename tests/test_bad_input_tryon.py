@@ -1,5 +1,6 @@
 """Bad-input suite for the try-on readers: pair lists, parse maps, person/cloth images and OpenPose JSON, read
-through `common.data.tryon.TryOnDataset` (VITON-HD layout) and `common.data.openpose.read_openpose_json`.
+through `common.data.tryon.TryOnDataset` (VITON-HD layout) and `common.data.openpose.read_openpose_json`; and the
+DressCode layout's own files (label maps, keypoint JSON, images, pair lists; `DRESSCODE_CASES`).
 
 Each case takes a freshly generated valid dataset (`write_synthetic_tryon`), corrupts one file, and reads one
 sample through the real dataset, which must stop with a `DataError` naming the file (and the line for pair
@@ -126,6 +127,87 @@ def test_bad_input_is_a_data_error_naming_the_file(valid_root, tmp_path, corrupt
     assert e.value.path == str(root / rel), str(e.value)
     assert fragment in str(e.value)
     assert e.value.line == line, str(e.value)
+
+
+# DressCode (one upper_body category folder, 64x48 images; keypoints in DressCode's 384x512 space)
+DC_PERSON, DC_CLOTH = "images/000001_0.jpg", "images/000001_1.jpg"
+DC_LABELS, DC_KEYPOINTS = "label_maps/000001_4.png", "keypoints/000001_2.json"
+
+
+@pytest.fixture(scope="module")
+def dresscode_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dresscode_valid") / "upper_body"
+    for sub in ("images", "label_maps", "keypoints"):
+        (root / sub).mkdir(parents=True)
+    labels = np.zeros((64, 48), np.uint8)
+    labels[4:14, 18:30], labels[14:40, 12:36], labels[16:38, 6:12], labels[16:38, 36:42] = 11, 4, 15, 14
+    image = np.full((64, 48, 3), 220, np.uint8)
+    image[labels > 0] = 90
+    Image.fromarray(image).save(root / DC_PERSON)
+    Image.fromarray(np.where(labels[..., None] == 4, image, 255).astype(np.uint8)).save(root / DC_CLOTH)
+    Image.fromarray(labels).save(root / DC_LABELS)
+    joints = [(24, 9), (24, 15), (14, 16), (9, 27), (8, 37), (34, 16), (39, 27), (40, 37), (18, 40), (18, 50),
+              (18, 62), (30, 40), (30, 50), (30, 62), (22, 7), (26, 7), (20, 8), (28, 8)]
+    rows = [[x * 8.0, y * 8.0, 1.0, i] for i, (x, y) in enumerate(joints)]
+    (root / DC_KEYPOINTS).write_text(json.dumps({"keypoints": rows}))
+    (root / "train_pairs.txt").write_text("000001_0.jpg 000001_1.jpg\n")
+    return root
+
+
+def dc_keypoints(fn):
+    def corrupt(root):
+        data = json.loads((root / DC_KEYPOINTS).read_text())
+        fn(data)
+        (root / DC_KEYPOINTS).write_text(json.dumps(data))
+    return corrupt
+
+
+def dc_labels(ids_fn):
+    def corrupt(root):
+        Image.fromarray(ids_fn(np.array(Image.open(root / DC_LABELS)))).save(root / DC_LABELS)
+    return corrupt
+
+
+def _set_nan(data):
+    data["keypoints"][3][1] = float("nan")
+
+
+DRESSCODE_CASES = [
+    ("dc_pair_list_empty", write("train_pairs.txt", "\n"), "train_pairs.txt", "the list is empty"),
+    ("dc_keypoints_missing", remove(DC_KEYPOINTS), DC_KEYPOINTS, "DressCode keypoint JSON not found"),
+    ("dc_keypoints_invalid_json", write(DC_KEYPOINTS, '{"keypoints": [[1, 2, '), DC_KEYPOINTS,
+     "a 'keypoints' list of 18 [x, y, score, id] rows"),
+    ("dc_keypoints_no_key", write(DC_KEYPOINTS, '{"people": []}'), DC_KEYPOINTS, "a 'keypoints' list"),
+    ("dc_keypoints_17_rows", dc_keypoints(lambda d: d["keypoints"].pop()), DC_KEYPOINTS, "18 keypoints, found 17"),
+    ("dc_keypoints_nan", dc_keypoints(_set_nan), DC_KEYPOINTS, "finite keypoint values"),
+    ("dc_labels_outside_scheme", dc_labels(lambda ids: np.where(ids == 4, 18, ids).astype(np.uint8)), DC_LABELS,
+     "label ids 0..17 of the parse scheme, found [18]"),
+    ("dc_labels_other_aspect", dc_labels(lambda ids: np.ascontiguousarray(ids[:, :40])), DC_LABELS,
+     "a label map with the person image's aspect ratio (48x64), found 40x64"),
+    ("dc_labels_missing", remove(DC_LABELS), DC_LABELS, "not found"),
+    ("dc_labels_colour_coded", lambda root: Image.open(root / DC_LABELS).convert("RGB").save(root / DC_LABELS),
+     DC_LABELS, "found mode RGB"),
+    ("dc_person_truncated", truncate(DC_PERSON), DC_PERSON, "not a readable image file"),
+    ("dc_garment_missing", remove(DC_CLOTH), DC_CLOTH, "image not found"),
+]
+
+
+def test_valid_dresscode_reads(dresscode_root):
+    ds = TryOnDataset(dresscode_root, "dresscode", "train")
+    assert ds.category == "upper_body" and ds[0]["agnostic"].shape == (3, 64, 48)
+    assert ds.paths(0) == {"person": dresscode_root / DC_PERSON, "cloth": dresscode_root / DC_CLOTH,
+                           "parse": dresscode_root / DC_LABELS, "keypoints": dresscode_root / DC_KEYPOINTS}
+
+
+@pytest.mark.parametrize("corrupt, rel, fragment", [c[1:] for c in DRESSCODE_CASES],
+                         ids=[c[0] for c in DRESSCODE_CASES])
+def test_bad_dresscode_input_is_a_data_error_naming_the_file(dresscode_root, tmp_path, corrupt, rel, fragment):
+    root = shutil.copytree(dresscode_root, tmp_path / "upper_body")
+    corrupt(root)
+    with pytest.raises(DataError) as e:
+        TryOnDataset(root, "dresscode", "train")[0]
+    assert e.value.path == str(root / rel), str(e.value)
+    assert fragment in str(e.value), str(e.value)
 
 
 def test_explicit_empty_pairs_are_refused(valid_root):

@@ -406,6 +406,11 @@ class TryOnDataset(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.pairs)
 
+    def paths(self, index):
+        """The files of pair `index` -> dict of Paths: person, cloth, and parse + keypoints (cpvton, viton_hd,
+        dresscode) or agnostic + pose (daflow). Nothing is read or checked: a missing file is the reader's error."""
+        return self._paths(*self.pairs[index])
+
     def _paths(self, person, cloth):
         stem = Path(person).stem
         if self.layout == "daflow":

@@ -9,10 +9,13 @@ nothing about a GPU). Every case runs in a fresh process (`common.benchmark.run_
 `torch.cuda.max_memory_allocated` on CUDA and the growth of the process's peak RSS on CPU.
 
 DAFlow: a method never imports another, so DAFlow's network cannot be built in this process. Instead its own
-`../daflow/bench.sh` runs in a subprocess (same machine, same run; `--daflow_preset`, default paper on CUDA and smoke
-on CPU) and its JSON and wall time are stored under "daflow". Note what it measures: SDAFN *training* steps
-(256x192 batch 8 and 1024x768 batch 1 for its paper preset), not inference; compare BVTON's training-step rows with
-it, and read BVTON's inference row on its own.
+`../daflow/bench.sh` runs in a subprocess of the same run (`--daflow_preset`, default the same preset: SDAFN as
+released at 1024x768 for paper, SDAFN.tiny at 64x48 for smoke) with `--cases inference` and `--inputs`: a file
+holding this bench's own inference inputs (the garment and the agnostic person of `random_batch(1, H, W)`, and
+its 18 pose heatmaps collapsed to one grey map as a 3-channel pose image, since SDAFN takes a rendered skeleton),
+so that DAFlow's batch-1 try-on forward is timed on the same inputs, with the same steps and warm-up. Its JSON and
+wall time are stored under "daflow". `--daflow_cases train,inference` also runs DAFlow's training steps (the peer
+of the stage rows then; slow on a CPU at the paper preset).
 """
 import argparse
 import json
@@ -59,8 +62,7 @@ def random_batch(b, h, w, device, seed=0):
 def bench_case(kind, preset, device_name, batch, amp, steps, warmup):
     """One case in this (fresh) process: kind = "inference" or a stage name -> dict(ms, peak_mib, ...)."""
     from .losses import VGGPerceptual, lsgan
-    from .model import NUM_LAYERS, PatchDiscriminator
-    from .train import FlowStage, MaskStage, SynthStage, build_model, trainable
+    from .train import FlowStage, MaskStage, SynthStage, build_discriminator, build_model, trainable
     device = torch.device(device_name)
     memory = PeakMemory(device)
     memory.baseline()
@@ -81,9 +83,9 @@ def bench_case(kind, preset, device_name, batch, amp, steps, warmup):
         for m in trainable(model, kind):
             m.requires_grad_(True)
         opt = torch.optim.Adam([p for m in trainable(model, kind) for p in m.parameters()], lr=1e-4)
-        disc = None
-        if kind == "synth" and cfg.lambda_gan > 0:
-            disc = PatchDiscriminator(3 + NUM_LAYERS + 3, width=64 if preset == "paper" else 16).to(device)
+        disc = build_discriminator(cfg) if kind == "synth" else None
+        if disc is not None:
+            disc = disc.to(device)
             disc_opt = torch.optim.Adam(disc.parameters(), lr=4e-4)
         module = {"flow": lambda: FlowStage(model, cfg, vgg), "mask": lambda: MaskStage(model, cfg),
                   "synth": lambda: SynthStage(model, cfg, vgg, disc)}[kind]()
@@ -121,15 +123,23 @@ def bench_case(kind, preset, device_name, batch, amp, steps, warmup):
             "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
 
 
-def daflow_bench(preset, device_name, steps, warmup):
-    """DAFlow's own bench.sh in a subprocess -> dict(wall_s, result | error)."""
+def daflow_inputs(h, w, path):
+    """This bench's batch-1 inference inputs as DAFlow takes them -> saved to `path` (a dict of (1, 3, H, W))."""
+    b = random_batch(1, h, w, "cpu")
+    pose = b["pose"].amax(1, keepdim=True).expand(-1, 3, -1, -1) * 2 - 1  # 18 heatmaps -> one grey skeleton image
+    torch.save({"cloth": b["cloth"], "agnostic": b["agnostic"], "pose": pose.contiguous()}, path)
+
+
+def daflow_bench(preset, device_name, steps, warmup, size, cases="inference"):
+    """DAFlow's own bench.sh in a subprocess, inference on this bench's inputs -> dict(wall_s, result | error)."""
     script = HERE.parent / "daflow" / "bench.sh"
     if not script.is_file():
         return {"error": f"{script} not found (bvton copied without daflow)"}
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "daflow.json"
+        out, inputs = Path(tmp) / "daflow.json", Path(tmp) / "inputs.pt"
+        daflow_inputs(*size, inputs)
         cmd = ["bash", str(script), "--device", device_name, "--preset", preset, "--steps", str(steps), "--warmup",
-               str(warmup), "--out", str(out)]
+               str(warmup), "--cases", cases, "--inputs", str(inputs), "--out", str(out)]
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHON": sys.executable})
         wall = time.perf_counter() - t0
@@ -148,7 +158,8 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--daflow_preset", default=None, choices=("paper", "smoke", "none"),
-                   help="DAFlow's bench.sh preset (default: paper on CUDA, smoke on CPU); none skips it")
+                   help="DAFlow's bench.sh preset (default: the same as --preset); none skips it")
+    p.add_argument("--daflow_cases", default="inference", help="DAFlow's bench cases: inference, or train,inference")
     p.add_argument("--out", default="bench.json")
     args = p.parse_args(argv)
     device = select_device(args.device)
@@ -161,8 +172,9 @@ def main(argv=None):
                          on_error={"case": kind, "batch": batch})
         rows.append(r)
         print(json.dumps(r), flush=True)
-    daflow_preset = args.daflow_preset or ("paper" if device.type == "cuda" else "smoke")
-    daflow = {} if daflow_preset == "none" else daflow_bench(daflow_preset, str(device), args.steps, args.warmup)
+    daflow_preset = args.daflow_preset or preset
+    daflow = {} if daflow_preset == "none" else daflow_bench(daflow_preset, str(device), args.steps, args.warmup,
+                                                             PRESETS[preset]["size"], args.daflow_cases)
     result = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu", "preset": preset,
               "torch": torch.__version__, "steps": args.steps, "warmup": args.warmup, "rows": rows,
               "daflow_preset": daflow_preset, "daflow": daflow}

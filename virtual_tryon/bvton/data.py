@@ -70,7 +70,7 @@ def load_paired(ds, index):
     if ds.layout == "daflow":
         raise ConfigError("layout daflow ships no parse and no keypoint JSON; BVTON needs both (use cpvton, "
                           "viton_hd or dresscode)")
-    p = ds._paths(person_name, cloth_name)  # common.data.tryon has no public accessor for the paths
+    p = ds.paths(index)
     h, w = arrays["person"].shape[:2]
     parse = read_label_map(p["parse"], (h, w))
     if ds.layout == "dresscode":
@@ -197,13 +197,14 @@ class PseudoPairDataset(torch.utils.data.Dataset):
         return paths
 
 
-def build_sources(cfg, split, mode="paired"):
-    """(TryOnDataset or None, UnpairedPhotos or None) for a split; unpaired photos are used for training only."""
+def build_sources(cfg, split, mode="paired", pairs=None):
+    """(TryOnDataset or None, UnpairedPhotos or None) for a split; unpaired photos are used for training only.
+    pairs: an explicit list of (person, cloth) names instead of the layout's list for (split, mode)."""
     paired_root, unpaired_root = dataset_dirs(cfg)
     layout = "viton_hd" if cfg.dataset == SYNTHETIC else cfg.layout
     paired = None
     if cfg.use_paired or split != "train":
-        paired = TryOnDataset(paired_root, layout, split=split, mode=mode, size=(cfg.height, cfg.width),
+        paired = TryOnDataset(paired_root, layout, split=split, mode=mode, size=(cfg.height, cfg.width), pairs=pairs,
                               category=cfg.category if layout == "dresscode" else "auto")
     unpaired = None
     if split == "train" and unpaired_root is not None and cfg.use_unpaired:

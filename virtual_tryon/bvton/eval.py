@@ -2,6 +2,10 @@
 
     bash eval.sh --checkpoint RUN/checkpoints/last.pt --out_dir runs/bvton_eval [--unpaired true]
         [--lpips_backbone_weights vgg16.pth --lpips_linear_weights vgg.pth] [--inception_weights inception.pt]
+        [--paired_list my_pairs.txt] [--unpaired_list my_unpaired_pairs.txt]
+
+The lists default to the layout's test lists; `--paired_list` / `--unpaired_list` take any pair-list file of the
+test split ("person cloth" per line, `common.data.tryon.read_pairs`); an unpaired list implies --unpaired.
 
 Paired list (each person with its own garment; ground truth = the person): ssim (DAFlow's pytorch-ssim protocol),
 ssim_gray (HR-VITON's), l1, lpips (with its weights), and BVTON's controls: agnostic_ssim (the agnostic input as the
@@ -17,6 +21,7 @@ import torch
 
 from common.checkpoint import load_checkpoint
 from common.config import RunConfig, config_from_dict, option, parse_config
+from common.data.tryon import read_pairs
 from common.distributed import init_distributed
 from common.errors import ConfigError, exit_on_user_error
 from common.metrics.tryon import load_inception
@@ -37,6 +42,8 @@ class EvalConfig(RunConfig):
     lpips_linear_weights: str = option("", "local LPIPS v0.1 vgg.pth")
     inception_weights: str = option("", "local TorchScript inception-2015-12-05.pt: adds fid and kid")
     kid_subset_size: int = option(1000, "KID subset size (capped at the test set size)")
+    paired_list: str = option("", "pair list of the paired run (default: the layout's paired test list)")
+    unpaired_list: str = option("", "pair list of the unpaired run (default: the layout's; implies --unpaired)")
 
 
 def load_model(ckpt, device):
@@ -62,14 +69,14 @@ def main(argv=None):
         train_cfg.data_root, train_cfg.dataset = cfg.data_root, Path(cfg.data_root).name
     size = (train_cfg.height, train_cfg.width)
 
-    def loader(mode):
-        paired, _ = build_sources(train_cfg, "test", mode)
+    def loader(mode, pair_list):
+        paired, _ = build_sources(train_cfg, "test", mode, read_pairs(pair_list) if pair_list else None)
         return torch.utils.data.DataLoader(PseudoPairDataset(paired, None, size, train_cfg), batch_size=cfg.batch_size)
 
-    res = run_bvton(model, loader("paired"), device, cfg.amp, run.dir)
+    res = run_bvton(model, loader("paired", cfg.paired_list), device, cfg.amp, run.dir)
     metrics = paired_metrics(res, build_lpips(cfg.lpips_backbone_weights, cfg.lpips_linear_weights))
-    if cfg.unpaired or cfg.inception_weights:
-        unpaired = run_bvton(model, loader("unpaired"), device, cfg.amp, run.dir / "unpaired")
+    if cfg.unpaired or cfg.unpaired_list or cfg.inception_weights:
+        unpaired = run_bvton(model, loader("unpaired", cfg.unpaired_list), device, cfg.amp, run.dir / "unpaired")
         if cfg.inception_weights:
             metrics.update(distribution_metrics(load_inception(cfg.inception_weights), unpaired["results"],
                                                 res["persons"], kid_subset_size=cfg.kid_subset_size))

@@ -170,3 +170,37 @@ def write_synthetic_bvton(root, num_train=16, num_test=8, num_unpaired=16, heigh
         write_unpaired_photo(root / "unpaired", f"photo_{i:05d}.png", s["person"], s["parse"], s["keypoints"],
                              flavour="coco18" if i % 2 else "body25")
     return root
+
+
+def write_synthetic_dresscode(root, num_train=4, num_test=2, height=64, width=48, seed=0):
+    """The same generated persons in DressCode's on-disk layout (one category folder, <root>/upper_body):
+    images/<id>_0.jpg (person) and <id>_1.jpg (the flat garment), label_maps/<id>_4.png (DressCode's 18 labels,
+    the inverse of `common.data.tryon.DRESSCODE_TO_LIP` on the LIP ids drawn here), keypoints/<id>_2.json (18
+    [x, y, score, id] rows in DressCode's 384x512 pixel space), train_pairs.txt, test_pairs_paired.txt and
+    test_pairs_unpaired.txt. No cloth masks: DressCode has none. Returns the category folder."""
+    import json
+
+    from common.data.tryon import DRESSCODE_TO_LIP
+    lip_to_dc = np.zeros(256, np.uint8)
+    for dc, lip in enumerate(DRESSCODE_TO_LIP):
+        if lip:
+            lip_to_dc[lip] = dc
+    folder = Path(root) / "upper_body"
+    for sub in ("images", "label_maps", "keypoints"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    ids = [f"{i:06d}" for i in range(num_train + num_test)]
+    for i in ids:
+        s = render_person(height, width, rng)
+        Image.fromarray(s["person"]).save(folder / "images" / f"{i}_0.jpg", quality=95)
+        Image.fromarray(s["cloth"]).save(folder / "images" / f"{i}_1.jpg", quality=95)
+        Image.fromarray(lip_to_dc[s["parse"]]).save(folder / "label_maps" / f"{i}_4.png")
+        rows = [[float(x) * 384 / width, float(y) * 512 / height, float(c), j]
+                for j, (x, y, c) in enumerate(s["keypoints"])]
+        (folder / "keypoints" / f"{i}_2.json").write_text(json.dumps({"keypoints": rows}))
+    train, test = ids[:num_train], ids[num_train:]
+    (folder / "train_pairs.txt").write_text("".join(f"{i}_0.jpg {i}_1.jpg\n" for i in train))
+    (folder / "test_pairs_paired.txt").write_text("".join(f"{i}_0.jpg {i}_1.jpg\n" for i in test))
+    (folder / "test_pairs_unpaired.txt").write_text(
+        "".join(f"{i}_0.jpg {test[(k + 1) % len(test)]}_1.jpg\n" for k, i in enumerate(test)))
+    return folder

@@ -106,6 +106,13 @@ def build_model(cfg):
     return BVTON(cfg.model_size, cfg.composition, cfg.layout_type, cfg.max_residual)
 
 
+def build_discriminator(cfg):
+    """The synth stage's one-scale PatchGAN on (image, layout, agnostic), or None when lambda_gan is 0 (no GAN)."""
+    if cfg.lambda_gan <= 0:
+        return None
+    return PatchDiscriminator(3 + NUM_LAYERS + 3, width=MODEL_WIDTHS[cfg.model_size][0])
+
+
 def proxy_or_cloth(model, b):
     """The mask stage's garment X and its mask: the canonical proxy (frozen flow) where use_proxy, else the in-shop
     garment with its proxy-like holes (hole_prob)."""
@@ -248,9 +255,10 @@ def main(argv=None):
         optimizer = torch.optim.Adam(params, lr=lr, betas=betas)
         epochs = stage_epochs(cfg, stage)
         scheduler = make_scheduler(optimizer, cfg, epochs)
-        disc = disc_opt = None
-        if stage == "synth" and cfg.lambda_gan > 0:
-            disc = PatchDiscriminator(3 + NUM_LAYERS + 3, width=MODEL_WIDTHS[cfg.model_size][0]).to(device)
+        disc = build_discriminator(cfg) if stage == "synth" else None
+        disc_opt = None
+        if disc is not None:
+            disc = disc.to(device)
             disc_opt = torch.optim.Adam(disc.parameters(), lr=cfg.lr_disc, betas=(0.0, 0.9))
         start_epoch = 0
         if resume is not None and resume["stage"] == stage:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bvton.eval import main as eval_main
 from bvton.train import TrainConfig
 from bvton.train import main as train_main
 
@@ -123,6 +124,15 @@ def test_stages_chain_through_their_checkpoints(tmp_path, capsys):
     proc = sh("eval.sh", "--checkpoint", tmp_path / "flow" / "checkpoints" / "flow.pt", "--out_dir",
               tmp_path / "eval", check=False)
     assert proc.returncode == 2 and "synth stage" in proc.stderr
+    # end to end on pair-list files of one's own: paired (the person's own garment) and unpaired
+    mine = tmp_path / "my_pairs.txt"
+    mine.write_text("00001_00.jpg 00000_00.jpg\n")
+    eval_main(["--checkpoint", str(tmp_path / "synth" / "checkpoints" / "last.pt"), "--out_dir",
+               str(tmp_path / "eval_mine"), "--paired_list", str(mine), "--unpaired_list", str(mine),
+               "--progress", "false"])
+    assert [p.name for p in (tmp_path / "eval_mine" / "tryon").iterdir()] == ["00001_00__00001_00.png"]
+    assert [p.name for p in (tmp_path / "eval_mine" / "unpaired" / "tryon").iterdir()] == ["00001_00__00000_00.png"]
+    assert (tmp_path / "eval_mine" / "unpaired" / "grid.png").exists()
 
 
 @pytest.mark.parametrize("stage", ["flow", "mask", "synth"])
