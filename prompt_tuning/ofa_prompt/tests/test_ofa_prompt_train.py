@@ -64,7 +64,7 @@ def last_state(run_dir):
 def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     """SIGKILL to the real train.sh once an epoch has been checkpointed, then --resume: weights, EMA, optimizer
     and metrics equal an uninterrupted run's (with EMA, drop-path and dropout on, so every RNG stream matters)."""
-    args = [*QUICK, "--epochs", "10", "--data_root", tmp_path / "data", "--ema_decay", "0.9", "--drop_path_rate",
+    args = [*QUICK, "--epochs", "6", "--data_root", tmp_path / "data", "--ema_decay", "0.9", "--drop_path_rate",
             "0.1", "--dropout", "0.1"]
     run(HERE / "train.sh", *args, "--out_dir", tmp_path / "full")
     out = tmp_path / "killed"
@@ -81,7 +81,7 @@ def test_kill_minus_9_then_resume_is_bit_identical(tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     cut = last_state(out)["epoch"]
-    assert 2 <= cut < 10 and not (out / "metrics.json").exists()
+    assert 2 <= cut < 6 and not (out / "metrics.json").exists()
     run(HERE / "train.sh", *args, "--out_dir", out, "--resume", "true")
     a, b = last_state(tmp_path / "full"), last_state(out)
     assert a["model"].keys() == b["model"].keys()
@@ -102,14 +102,15 @@ def test_two_process_ddp_trains_the_prompts_only(tmp_path):
     batch statistics in training, as the official code does without --sync-bn (measured, 2026-12-03: the prompts
     of 2 x 16 and 1 x 32 differ by up to 1.1, those of 1 x 16 and 1 x 32 by up to 1.7)."""
     args = [*QUICK, "--epochs", "2", "--data_root", tmp_path / "data"]
-    run(HERE / "train.sh", *args, "--out_dir", tmp_path / "one", "--batch_size", "32")
     proc = subprocess.run(["bash", str(HERE / "train.sh"), *map(str, args), "--out_dir", str(tmp_path / "two"),
                            "--batch_size", "16"], env={**ENV, "NPROC": "2"}, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     two = json.loads((tmp_path / "two" / "metrics.json").read_text())
     assert two["frozen_max_abs_change"] == 0.0 and 0.0 <= two["test_vqa_score"] <= 1.0
-    a, b = last_state(tmp_path / "one")["model"], last_state(tmp_path / "two")["model"]
-    assert a.keys() == b.keys()
+    b = last_state(tmp_path / "two")["model"]
+    assert set(b) == {"encoder.encoder_prompt_encoder.embedding.weight",
+                      "decoder.decoder_prompt_encoder.embedding.weight"} | {k for k in b if "running_" in k or
+                                                                          "num_batches_tracked" in k}
     key = "encoder.encoder_prompt_encoder.embedding.weight"
     assert float(b[key].abs().max()) > 6 * OFA_INIT_STD and bool(torch.isfinite(b[key]).all())   # trained
 
